@@ -1,0 +1,445 @@
+"""Named datasets as host arrays, the papers' preprocessing, and seeded, resumable batching.
+
+Every loader returns images as float32 NHWC in [0, 1] (C = 1 for grayscale) and int32 labels.
+Data is looked for, in order, in
+
+1. ``<data_dir>/<file>.npz`` (``data_dir`` defaults to ``$JAXINV_DATA_DIR``): uint8 images
+   (grayscale without a channel axis) under ``x_train``/``x_test`` and labels under
+   ``y_train``/``y_test``, as in ``shared/data/README.md``;
+2. an already prepared tensorflow-datasets directory (never downloaded here).
+
+``digits`` is scikit-learn's bundled 8x8 digits and needs neither.
+
+Batching is a pure function of ``(seed, step)``, so a run resumed at step ``s`` sees exactly
+the batches that an uninterrupted run sees from step ``s`` on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import zipfile
+import zlib
+from collections.abc import Iterator, Mapping
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxinv import parallel
+
+DATA_DIR_ENV = "JAXINV_DATA_DIR"
+SPLITS = ("train", "test")
+
+_DIGIT_NAMES = tuple(str(d) for d in range(10))
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileSpec:
+    """Where a file-backed dataset lives and what its stored arrays must look like."""
+
+    files: Mapping[str, str]  # split -> npz file name
+    stored_shape: tuple[int, ...]  # one stored image: (H, W) grayscale or (H, W, C) colour
+    class_names: tuple[str, ...]
+    default_image_size: int
+    tfds_name: str | None  # None: tensorflow-datasets has no builder for it
+    notes: Mapping[str, str]  # split -> caveat that applies to the npz copy
+
+
+_FILE_SPECS: dict[str, _FileSpec] = {
+    "mnist": _FileSpec(
+        files={"train": "mnist.npz", "test": "mnist.npz"},
+        stored_shape=(28, 28),
+        class_names=_DIGIT_NAMES,
+        default_image_size=32,  # the papers pad/resize MNIST to 32x32 for LeNet-5
+        tfds_name="mnist",
+        notes={},
+    ),
+    "fashion_mnist": _FileSpec(
+        files={"train": "fashion_mnist.npz", "test": "fashion_mnist.npz"},
+        stored_shape=(28, 28),
+        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                     "Sneaker", "Bag", "Ankle boot"),
+        default_image_size=32,
+        tfds_name="fashion_mnist",
+        notes={},
+    ),
+    "usps": _FileSpec(
+        files={"train": "usps.npz", "test": "usps.npz"},
+        stored_shape=(16, 16),
+        class_names=_DIGIT_NAMES,
+        default_image_size=32,  # so that MNIST-trained teachers can be adapted to it
+        tfds_name=None,
+        notes={},
+    ),
+    "cifar10": _FileSpec(
+        files={"train": "cifar10_train_first4000_exact.npz", "test": "cifar10_test_jpeg_q75.npz"},
+        stored_shape=(32, 32, 3),
+        class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                     "ship", "truck"),
+        default_image_size=32,
+        tfds_name="cifar10",
+        notes={
+            "train": "partial exact CIFAR-10 train set: only the first 4000 of the 50000 "
+                     "training images, in the original order",
+            "test": "lossy JPEG q75 CIFAR-10 test set: accuracy is close to, not equal to, the "
+                    "real test set",
+        },
+    ),
+}
+
+_DIGITS_SIZE = 8
+_DIGITS_MAX_VALUE = 16.0  # load_digits stores integer intensities 0..16
+_DIGITS_SPLIT_SEED = 0
+_DIGITS_TEST_FRACTION = 0.2
+
+DATASET_NAMES: tuple[str, ...] = (*_FILE_SPECS, "digits")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: `==` on array fields is ambiguous
+class Dataset:
+    """One split of a named dataset, preprocessed and held in host memory.
+
+    Attributes:
+      name: one of :data:`DATASET_NAMES`.
+      split: "train" or "test".
+      images: (N, H, W, C) float32 in [0, 1]; C = 1 for grayscale, 3 for colour.
+      labels: (N,) int32 in [0, num_classes).
+      num_classes: number of classes.
+      class_names: num_classes human-readable names, indexed by label.
+      source: the npz path read, ``"tfds:<name>"`` or ``"sklearn"``.
+      note: caveats on using this copy (e.g. lossy or partial); empty when there are none.
+    """
+
+    name: str
+    split: str
+    images: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    class_names: tuple[str, ...]
+    source: str
+    note: str
+
+
+def default_image_size(name: str) -> int:
+    """Side length the papers train at: 32 for MNIST, Fashion-MNIST, USPS, CIFAR-10; 8 digits."""
+    _check_name(name)
+    if name == "digits":
+        return _DIGITS_SIZE
+    return _FILE_SPECS[name].default_image_size
+
+
+def load_dataset(name: str, split: str = "train", *, image_size: int | None = None,
+                 data_dir: str | None = None, tfds_data_dir: str | None = None,
+                 limit: int | None = None) -> Dataset:
+    """Loads one split of a named dataset, resized to `image_size` x `image_size`.
+
+    Args:
+      name: one of :data:`DATASET_NAMES`.
+      split: "train" or "test".
+      image_size: output side length; defaults to :func:`default_image_size`. Resizing is
+        bilinear with half-pixel centres (antialiased when shrinking), as `jax.image.resize`.
+      data_dir: folder holding the npz files; defaults to ``$JAXINV_DATA_DIR``.
+      tfds_data_dir: prepared tensorflow-datasets folder, tried when no npz file exists;
+        defaults to tensorflow-datasets' own default (``$TFDS_DATA_DIR`` or
+        ``~/tensorflow_datasets``). Nothing is ever downloaded.
+      limit: keep only the first `limit` examples (for fast tests).
+
+    Returns:
+      A :class:`Dataset` with images (N, image_size, image_size, C) float32 in [0, 1].
+
+    Raises:
+      ValueError: unknown name or split, bad `image_size` or `limit`, or a corrupt npz file.
+      FileNotFoundError: the data is in none of the places looked in; the message lists them.
+    """
+    _check_name(name)
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r} for dataset {name!r}; valid splits: {SPLITS}.")
+    if image_size is None:
+        image_size = default_image_size(name)
+    if image_size < 1:
+        raise ValueError(f"image_size must be a positive side length, got {image_size}.")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of examples or None, got {limit}.")
+
+    if name == "digits":
+        images, labels = _load_digits(split)
+        class_names, source = _DIGIT_NAMES, "sklearn"
+        note = (f"scikit-learn 8x8 digits with a seeded stratified "
+                f"{1 - _DIGITS_TEST_FRACTION:.0%}/{_DIGITS_TEST_FRACTION:.0%} train/test split")
+        images, labels = images[:limit], labels[:limit]
+    else:
+        spec = _FILE_SPECS[name]
+        images, labels, source, note = _load_stored(name, split, spec, data_dir, tfds_data_dir,
+                                                    limit)
+        class_names = spec.class_names
+        # Slicing before the conversion keeps `limit` cheap on the 60k-image sets.
+        images = images.astype(np.float32) / 255.0
+
+    images = resize_images(images, image_size)
+    return Dataset(name=name, split=split, images=images, labels=labels.astype(np.int32),
+                   num_classes=len(class_names), class_names=class_names, source=source,
+                   note=note)
+
+
+def resize_images(images: np.ndarray, image_size: int) -> np.ndarray:
+    """Bilinear resize of (N, H, W, C) float images in [0, 1] to (N, S, S, C), S = image_size.
+
+    Matches `jax.image.resize(..., method="linear")` (half-pixel centres, antialiased when
+    shrinking) but runs as two matrix products in numpy on the host, so that 70k MNIST images
+    take well under a second and never travel to an accelerator.
+    """
+    _, height, width, _ = images.shape
+    if (height, width) == (image_size, image_size):
+        return images
+    rows = _linear_resize_matrix(height, image_size)  # (S, H)
+    cols = _linear_resize_matrix(width, image_size)  # (S, W)
+    resized = np.tensordot(images, rows, axes=([1], [1]))  # (N, W, C, S)
+    resized = np.tensordot(resized, cols, axes=([1], [1]))  # (N, C, S, S)
+    # The weights are a convex combination, so only rounding can leave [0, 1].
+    return np.clip(resized.transpose(0, 2, 3, 1), 0.0, 1.0)
+
+
+def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Indices (batch_size,) int64 in [0, num_examples) of the examples in batch `step`.
+
+    A pure function of `(seed, step)`: epoch ``e = step // (num_examples // batch_size)`` reads
+    the permutation drawn from ``np.random.default_rng([seed, e])`` in consecutive blocks,
+    dropping the last ``num_examples % batch_size`` examples of that permutation. Within an
+    epoch every example is seen at most once.
+    """
+    steps_per_epoch = _steps_per_epoch(num_examples, batch_size)
+    if step < 0:
+        raise ValueError(f"step must be non-negative, got {step}.")
+    epoch, offset = divmod(step, steps_per_epoch)
+    permutation = _epoch_permutation(num_examples, seed, epoch)
+    return permutation[offset * batch_size:(offset + 1) * batch_size]
+
+
+def iterate_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *, seed: int,
+                    start_step: int = 0, num_steps: int | None = None,
+                    mesh: Mesh | None = None) -> Iterator[tuple[jax.Array, jax.Array]]:
+    """Yields `(images, labels)` batches sharded over the mesh's `data` axis.
+
+    Batch `k` of the iteration is batch ``start_step + k`` of :func:`batch_indices`, so
+    resuming at `start_step` reproduces an uninterrupted run exactly.
+
+    Args:
+      images: (N, ...) host array, e.g. (N, H, W, C) float32 in [0, 1].
+      labels: (N, ...) host array batched alongside: labels (N,) or teacher logits (N, K).
+      batch_size: global batch size; at most N and a multiple of the mesh's device count.
+      seed: non-negative shuffling seed.
+      start_step: first step to yield.
+      num_steps: how many batches to yield; None for an endless stream.
+      mesh: mesh to shard over; defaults to :func:`parallel.data_mesh`.
+
+    Yields:
+      `(images, labels)` as global `jax.Array`s of leading size `batch_size`.
+    """
+    num_examples = len(images)
+    if len(labels) != num_examples:
+        raise ValueError(f"images and labels differ in length: {num_examples} != {len(labels)}.")
+    steps_per_epoch = _steps_per_epoch(num_examples, batch_size)
+    parallel.check_divisible(batch_size, "batch_size", mesh)
+    if start_step < 0:
+        raise ValueError(f"start_step must be non-negative, got {start_step}.")
+    if num_steps is not None and num_steps < 0:
+        raise ValueError(f"num_steps must be non-negative or None, got {num_steps}.")
+    return _generate_batches(images, labels, batch_size, seed, start_step, num_steps,
+                             steps_per_epoch, mesh)
+
+
+def _generate_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
+                      start_step: int, num_steps: int | None, steps_per_epoch: int,
+                      mesh: Mesh | None) -> Iterator[tuple[jax.Array, jax.Array]]:
+    """The generator behind :func:`iterate_batches`, split off so that bad arguments raise at
+    the call rather than at the first `next`."""
+    # In a multi-host run every process computes the same global indices and feeds only its
+    # own block: `parallel.data_mesh` lists devices process by process.
+    process_count, process_index = jax.process_count(), jax.process_index()
+    steps = itertools.count(start_step)
+    if num_steps is not None:
+        steps = itertools.islice(steps, num_steps)
+    epoch, permutation = None, None
+    for step in steps:
+        # Same result as batch_indices(), without redrawing the permutation at every step.
+        step_epoch, offset = divmod(step, steps_per_epoch)
+        if step_epoch != epoch:
+            epoch, permutation = step_epoch, _epoch_permutation(len(images), seed, step_epoch)
+        indices = permutation[offset * batch_size:(offset + 1) * batch_size]
+        local = indices.reshape(process_count, -1)[process_index]
+        yield parallel.shard_batch((images[local], labels[local]), mesh)
+
+
+def _steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    if batch_size > num_examples:
+        raise ValueError(f"batch_size = {batch_size} exceeds the {num_examples} examples in the "
+                         f"dataset; use a batch size of at most {num_examples}.")
+    return num_examples // batch_size
+
+
+def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASET_NAMES:
+        raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}.")
+
+
+def _linear_resize_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """(out_size, in_size) float32 weights of 1-D linear interpolation, rows summing to 1.
+
+    Half-pixel centres and, when shrinking, a triangle kernel widened by the scale factor
+    (antialiasing), which is what `jax.image.resize` does for "linear".
+    """
+    scale = in_size / out_size
+    centres = (np.arange(out_size) + 0.5) * scale - 0.5
+    kernel_width = max(scale, 1.0)
+    distance = np.abs(centres[:, None] - np.arange(in_size)[None, :]) / kernel_width
+    weights = np.maximum(0.0, 1.0 - distance)
+    # Renormalising the truncated kernel at the borders amounts to clamping to the edge pixel.
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (N, 8, 8, 1) float32 in [0, 1] and (N,) labels.
+
+    The split is stratified: within each class, a seeded permutation sends the first 20% to
+    test, so both splits keep the ~180-per-class balance. Examples keep their original order.
+    """
+    from sklearn.datasets import load_digits  # imported here: only this dataset needs sklearn
+
+    bunch = load_digits()
+    labels = bunch.target.astype(np.int32)
+    order = np.random.default_rng(_DIGITS_SPLIT_SEED).permutation(len(labels))
+    is_test = np.zeros(len(labels), bool)
+    for digit in range(len(_DIGIT_NAMES)):
+        members = order[labels[order] == digit]
+        is_test[members[:round(_DIGITS_TEST_FRACTION * len(members))]] = True
+    keep = np.flatnonzero(is_test if split == "test" else ~is_test)
+    images = (bunch.images[keep] / _DIGITS_MAX_VALUE).astype(np.float32)[..., None]
+    return images, labels[keep]
+
+
+def _load_stored(name: str, split: str, spec: _FileSpec, data_dir: str | None,
+                 tfds_data_dir: str | None,
+                 limit: int | None) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """Reads a file-backed dataset from the npz folder, else from prepared tfds data.
+
+    Returns:
+      images (N, H, W, C) uint8, labels (N,) integer, source, note.
+    """
+    looked_in = []
+    data_dir = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
+    if data_dir:
+        path = os.path.join(data_dir, spec.files[split])
+        if os.path.isfile(path):
+            images, labels = _read_npz(path, split, spec)
+            images = images[:limit]
+            if images.ndim == 3:
+                images = images[..., None]
+            return images, labels[:limit], path, spec.notes.get(split, "")
+        looked_in.append(f"{path} (no such file)")
+    else:
+        looked_in.append(f"no npz folder: neither data_dir nor ${DATA_DIR_ENV} names one")
+
+    if spec.tfds_name is None:
+        looked_in.append(f"tensorflow-datasets: it has no builder for {name}")
+    else:
+        arrays = _read_tfds(spec, split, tfds_data_dir, limit, looked_in)
+        if arrays is not None:
+            return (*arrays, f"tfds:{spec.tfds_name}", "")
+
+    how_to_tfds = ("" if spec.tfds_name is None else
+                   f", or prepare it with tensorflow-datasets (`tfds build {spec.tfds_name} "
+                   f"--file_format=array_record --data_dir=DIR`) and pass tfds_data_dir=DIR")
+    raise FileNotFoundError(
+        f"Dataset {name!r} (split {split!r}) was not found. Looked in:\n  - "
+        + "\n  - ".join(looked_in)
+        + f"\nTo provide it, set {DATA_DIR_ENV} (or pass data_dir=) to a folder holding "
+        f"{spec.files[split]} with uint8 arrays x_{split} {_shape_text(spec.stored_shape)} and "
+        f"y_{split} (N,), as documented in shared/data/README.md{how_to_tfds}.")
+
+
+def _read_npz(path: str, split: str, spec: _FileSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Reads and checks `x_<split>` (N, *stored_shape) uint8 and `y_<split>` (N,) from `path`."""
+    image_key, label_key = f"x_{split}", f"y_{split}"
+    expected = (f"expected an np.savez(_compressed) file with uint8 {image_key} "
+                f"{_shape_text(spec.stored_shape)} and integer {label_key} (N,) in "
+                f"[0, {len(spec.class_names)}), readable without pickle")
+    # A truncated or foreign file shows up as a zip, zlib or header error, and a pickled
+    # payload as a ValueError because allow_pickle=False.
+    unreadable = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except unreadable as err:
+        raise ValueError(f"{path} is not a readable npz file ({err}); {expected}.") from err
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds a single .npy array, not an npz archive; {expected}.")
+    with npz:
+        missing = [key for key in (image_key, label_key) if key not in npz.files]
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(missing)} (it has "
+                             f"{', '.join(npz.files) or 'no arrays'}); {expected}.")
+        try:
+            images, labels = npz[image_key], npz[label_key]
+        except unreadable as err:
+            raise ValueError(f"{path} could not be read ({err}); {expected}.") from err
+
+    problem = None
+    if images.dtype != np.uint8:
+        problem = f"{image_key} has dtype {images.dtype}"
+    elif images.ndim != 1 + len(spec.stored_shape) or images.shape[1:] != spec.stored_shape:
+        problem = f"{image_key} has shape {images.shape}"
+    elif not np.issubdtype(labels.dtype, np.integer):
+        problem = f"{label_key} has dtype {labels.dtype}"
+    elif labels.shape != (len(images),):
+        problem = f"{label_key} has shape {labels.shape} for {len(images)} images"
+    elif labels.size and (labels.min() < 0 or labels.max() >= len(spec.class_names)):
+        problem = f"{label_key} spans [{labels.min()}, {labels.max()}]"
+    if problem:
+        raise ValueError(f"{path}: {problem}; {expected}.")
+    return images, labels
+
+
+def _read_tfds(spec: _FileSpec, split: str, tfds_data_dir: str | None, limit: int | None,
+               looked_in: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Reads prepared tensorflow-datasets data by index, without downloading anything.
+
+    Returns:
+      images (N, H, W, C) uint8 and labels (N,); None, after adding to `looked_in` where the
+      data was looked for, when it is not prepared.
+    """
+    try:
+        # Imported here: it is slow to import and only needed when no npz file exists.
+        import tensorflow_datasets as tfds
+    except ImportError:
+        looked_in.append("tensorflow-datasets: the package is not installed")
+        return None
+
+    builder = tfds.builder(spec.tfds_name, data_dir=tfds_data_dir)
+    if not builder.is_prepared():
+        looked_in.append(f"tensorflow-datasets data_dir {builder.data_path} "
+                         f"({spec.tfds_name} not prepared)")
+        return None
+    try:
+        source = tfds.data_source(spec.tfds_name, split=split, data_dir=tfds_data_dir,
+                                  download=False)
+    except NotImplementedError as err:
+        # Raised for the default TFRecord format, which cannot be read by index.
+        raise ValueError(
+            f"{builder.data_path} holds {spec.tfds_name} in a format that tfds.data_source "
+            f"cannot read ({err}); prepare it again with --file_format=array_record.") from err
+    count = len(source) if limit is None else min(limit, len(source))
+    records = [source[i] for i in range(count)]
+    images = np.stack([np.asarray(record["image"], np.uint8) for record in records])
+    labels = np.asarray([record["label"] for record in records], np.int64)
+    return images, labels
+
+
+def _shape_text(stored_shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(["N", *map(str, stored_shape)]) + ")"

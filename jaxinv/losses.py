@@ -1,0 +1,57 @@
+"""Pure loss terms. Every function maps arrays to a scalar (or per-example) loss, no state."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean cross-entropy with integer labels.
+
+    Args:
+      logits: (N, K) unnormalised scores.
+      labels: (N,) ints in [0, K).
+    """
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def soft_cross_entropy(logits: jax.Array, target_probs: jax.Array,
+                       temperature: float = 1.0) -> jax.Array:
+    """Per-example cross-entropy between target probabilities and softmax(logits / temperature).
+
+    Args:
+      logits: (..., K) unnormalised scores.
+      target_probs: (..., K) probabilities (non-negative, summing to 1 over K).
+      temperature: τ > 0; larger τ softens the prediction.
+
+    Returns:
+      (...) per-example loss, ≥ 0 (entropy of the target at the optimum).
+
+    References:
+      Nayak et al., "Zero-Shot Knowledge Distillation in Deep Networks", ICML 2019, eq. 2.
+    """
+    return -jnp.sum(target_probs * jax.nn.log_softmax(logits / temperature, axis=-1), axis=-1)
+
+
+def distillation_loss(student_logits: jax.Array, teacher_logits: jax.Array,
+                      temperature: float, scale_by_t2: bool = True) -> jax.Array:
+    """Mean KD loss: cross-entropy from the teacher's to the student's softmax at temperature τ.
+
+    The gradient of the softened loss shrinks as 1/τ², so Hinton et al. multiply by τ² to keep
+    its scale independent of τ; `scale_by_t2` makes that choice explicit.
+
+    Args:
+      student_logits: (N, K).
+      teacher_logits: (N, K); treated as constants.
+      temperature: τ > 0 (the Data Impressions paper uses 20).
+      scale_by_t2: multiply by τ².
+
+    References:
+      Hinton et al., "Distilling the Knowledge in a Neural Network", 2015;
+      Nayak et al., ZSKD, eq. 4.
+    """
+    teacher_probs = jax.nn.softmax(jax.lax.stop_gradient(teacher_logits) / temperature, axis=-1)
+    loss = soft_cross_entropy(student_logits, teacher_probs, temperature).mean()
+    return loss * temperature**2 if scale_by_t2 else loss
