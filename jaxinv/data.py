@@ -256,7 +256,8 @@ def _generate_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, s
     """The generator behind :func:`iterate_batches`, split off so that bad arguments raise at
     the call rather than at the first `next`."""
     # In a multi-host run every process computes the same global indices and feeds only its
-    # own block: `parallel.data_mesh` lists devices process by process.
+    # own block; this assumes each process owns a contiguous block of the mesh, in process
+    # order, as `parallel.data_mesh` built from `jax.devices()` gives.
     process_count, process_index = jax.process_count(), jax.process_index()
     steps = itertools.count(start_step)
     if num_steps is not None:

@@ -1,0 +1,1 @@
+"""Synthesis methods and the engine that runs them."""
