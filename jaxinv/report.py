@@ -76,3 +76,23 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def update_markdown_section(path: str, name: str, body: str) -> None:
+    """Replaces (or appends) the block between `<!-- begin:name -->` and `<!-- end:name -->`.
+
+    Benchmarks and experiments each own one named section of BENCHMARKS.md, so rerunning one
+    refreshes its figures without touching the others.
+    """
+    begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
+    block = f"{begin}\n{body.strip()}\n{end}"
+    text = open(path).read() if os.path.exists(path) else "# jaxinv benchmarks\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -22,7 +22,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from jaxinv import checkpoint, data, losses, models, parallel, report, workdir as workdir_lib
+from jaxinv import augment, checkpoint, data, losses, models, parallel, report
+from jaxinv import workdir as workdir_lib
 
 
 @flax.struct.dataclass
@@ -39,7 +40,8 @@ class TrainState:
         return {"params": self.params, "batch_stats": self.batch_stats}
 
 
-def make_optimizer(config: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
+def make_optimizer(config: ml_collections.ConfigDict,
+                   num_steps: int) -> optax.GradientTransformation:
     """Adam or SGD with a constant or cosine learning rate, from `config.optimizer`.
 
     Args:
@@ -109,14 +111,22 @@ def apply_model(model: nn.Module, variables: dict, images: jax.Array, *, train: 
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
-                    loss_fn: Callable[[jax.Array, Any], jax.Array]) -> Callable:
-    """A jitted `(state, images, targets, rng) -> (state, measurements)` that donates `state`.
+                    loss_fn: Callable[[jax.Array, Any], jax.Array],
+                    batch_fn: Callable | None = None) -> Callable:
+    """A jitted `(state, images, targets, rng, batch_args) -> (state, measurements)`.
+
+    The state is donated, so its buffers are updated in place.
 
     Args:
       loss_fn: `(logits, targets) -> scalar`; targets are labels or teacher logits.
+      batch_fn: optional `(images, targets, rng, batch_args) -> (images, targets)` run inside
+        the step, e.g. augmentation followed by the teacher's logits on the augmented images;
+        `batch_args` (e.g. the teacher's variables) is passed through as a jit argument.
     """
-    def train_step(state: TrainState, images, targets, rng):
-        step_rng = jax.random.fold_in(rng, state.step)
+    def train_step(state: TrainState, images, targets, rng, batch_args):
+        step_rng, batch_rng = jax.random.split(jax.random.fold_in(rng, state.step))
+        if batch_fn is not None:
+            images, targets = batch_fn(images, targets, batch_rng, batch_args)
 
         def objective(params):
             variables = {"params": params, "batch_stats": state.batch_stats}
@@ -126,9 +136,10 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
         (loss, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
             state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        new_state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+        new_state = TrainState(step=state.step + 1,
+                               params=optax.apply_updates(state.params, updates),
                                batch_stats=batch_stats, opt_state=opt_state)
-        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     return jax.jit(train_step, donate_argnums=0)
 
@@ -176,6 +187,7 @@ def load_train_test(config: ml_collections.ConfigDict) -> tuple[data.Dataset, da
 
 def fit(model: nn.Module, train_images: np.ndarray, targets: np.ndarray, *,
         loss_fn: Callable, config: ml_collections.ConfigDict, workdir: str,
+        batch_fn: Callable | None = None, batch_args: Any = None,
         step_callback: Callable[[int, dict], None] | None = None) -> TrainState:
     """Runs (or resumes) `config.num_steps` steps of `loss_fn` on host arrays; checkpoints.
 
@@ -184,6 +196,7 @@ def fit(model: nn.Module, train_images: np.ndarray, targets: np.ndarray, *,
       targets: (N, ...) labels or teacher logits, batched alongside the images.
       config: has `seed`, `batch_size`, `num_steps`, `checkpoint_every`, `log_every` and an
         `optimizer` block (see :func:`make_optimizer`).
+      batch_fn, batch_args: see :func:`make_train_step`.
       step_callback: called as `(step, measurements)` after every step (for hooks and tests).
 
     Returns:
@@ -194,7 +207,8 @@ def fit(model: nn.Module, train_images: np.ndarray, targets: np.ndarray, *,
     rng = jax.random.key(config.seed)
     init_rng, step_rng = jax.random.split(rng)
     state = create_train_state(model, tx, init_rng, train_images.shape[1:])
-    train_step = make_train_step(model, tx, loss_fn)
+    train_step = make_train_step(model, tx, loss_fn, batch_fn)
+    batch_args = parallel.replicate(batch_args)
     with checkpoint.Checkpoints(os.path.join(workdir, "checkpoints")) as ckpts:
         start = ckpts.latest_step() or 0
         if start:
@@ -204,7 +218,8 @@ def fit(model: nn.Module, train_images: np.ndarray, targets: np.ndarray, *,
         progress = tqdm(range(start, config.num_steps), initial=start, total=config.num_steps,
                         desc="train", disable=not report.is_writer(), leave=False)
         for step, (images, batch_targets) in zip(progress, batches, strict=True):
-            state, measurements = train_step(state, images, batch_targets, step_rng)
+            state, measurements = train_step(state, images, batch_targets, step_rng,
+                                             batch_args)
             done = step + 1
             if done % config.log_every == 0 or done == config.num_steps:
                 measurements = jax.device_get(measurements)
@@ -218,6 +233,15 @@ def fit(model: nn.Module, train_images: np.ndarray, targets: np.ndarray, *,
     return state
 
 
+def augmented_batch_fn(augment_config: augment.AugmentConfig) -> Callable:
+    """A `batch_fn` that warps each image on the fly and keeps its label."""
+    def batch_fn(images, labels, rng, batch_args):
+        del batch_args
+        return augment.augment_batch(rng, images, augment_config), labels
+
+    return batch_fn
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        step_callback: Callable[[int, dict], None] | None = None) -> dict:
     """Trains `config.model` on `config.dataset`, evaluates on its test split, writes results.
@@ -229,10 +253,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     model = models.get_model(config.model, num_classes=config.num_classes)
     train, test = load_train_test(config)
     check_input_shape(model, train.images.shape[1:])
+    augment_config = augment.from_config(config.get("augment", {}))
     resumed = workdir_lib.open_workdir(workdir, config)
     start_time = time.perf_counter()
     state = fit(model, train.images, train.labels, loss_fn=losses.cross_entropy, config=config,
-                workdir=workdir, step_callback=step_callback)
+                workdir=workdir, step_callback=step_callback,
+                batch_fn=None if augment_config.is_identity else augmented_batch_fn(augment_config))
     train_seconds = time.perf_counter() - start_time
     metrics = evaluate(model, state.variables, test.images, test.labels, config.eval_batch_size)
     results = {

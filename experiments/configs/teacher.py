@@ -13,12 +13,15 @@ Run one (about 2-6 minutes on 2 CPU cores):
 
 import ml_collections
 
-# Per dataset: (epochs, learning rate). Adam with cosine decay, batch 128, as a plain LeNet-5
-# recipe; MNIST/FMNIST at 32x32 as the paper resizes them, USPS upsampled 16->32.
+# Per dataset: (epochs, learning rate, augmentation). Adam with cosine decay, batch 128;
+# MNIST/FMNIST at 32x32 as the paper resizes them, USPS upsampled 16->32. Plain training stops
+# at 99.1 % on MNIST, so small shifts, zooms and rotations (never flips for digits) are used.
+_DIGIT_AUGMENT = dict(scale=0.1, translate=0.08, rotate_degrees=10.0, hflip=False)
 _RECIPES = {
-    "mnist": (12, 2e-3),
-    "fashion_mnist": (30, 2e-3),
-    "usps": (30, 2e-3),
+    "mnist": (15, 2e-3, _DIGIT_AUGMENT),
+    "fashion_mnist": (30, 2e-3, dict(scale=0.05, translate=0.06, rotate_degrees=0.0,
+                                     hflip=True)),
+    "usps": (30, 2e-3, _DIGIT_AUGMENT),
 }
 _TRAIN_SIZES = {"mnist": 60000, "fashion_mnist": 60000, "usps": 7291}
 
@@ -30,7 +33,7 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     if dataset not in _RECIPES:
         raise ValueError(f"Unknown teacher config {arg!r}; use one of "
                          f"{sorted(_RECIPES) + ['smoke']}.")
-    epochs, learning_rate = _RECIPES[dataset]
+    epochs, learning_rate, augmentation = _RECIPES[dataset]
     config = ml_collections.ConfigDict()
     config.dataset = dataset
     config.image_size = 32
@@ -46,4 +49,7 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     config.optimizer = ml_collections.ConfigDict(dict(
         name="adam", learning_rate=learning_rate, schedule="cosine", weight_decay=0.0,
         momentum=0.9))
+    config.augment = ml_collections.ConfigDict(
+        augmentation if not smoke else dict(scale=0.0, translate=0.0, rotate_degrees=0.0,
+                                            hflip=False))
     return config

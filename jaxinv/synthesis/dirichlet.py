@@ -130,6 +130,27 @@ def _sanitize_samples(samples: jax.Array, alpha: jax.Array) -> jax.Array:
     return jnp.where(ok, samples / jnp.where(ok, total, 1.0), fallback)
 
 
+def check_betas(betas: Sequence[float], num_per_class: int) -> tuple[float, ...]:
+    """Validates a β mixture for `num_per_class` targets per class; returns it as floats.
+
+    Raises:
+      ValueError: empty mixture, a β that is not > 0, or a count per class that cannot be
+        split evenly over the βs.
+    """
+    betas = tuple(float(b) for b in betas)
+    if not betas:
+        raise ValueError("betas must hold at least one scaling factor, e.g. [1.0, 0.1]")
+    bad = [b for b in betas if not (math.isfinite(b) and b > 0)]
+    if bad:
+        raise ValueError(f"β must be > 0 (the paper uses {{1.0, 0.1}}); got {bad} in {betas}")
+    if num_per_class < len(betas) or num_per_class % len(betas):
+        raise ValueError(
+            f"num_per_class={num_per_class} must be a positive multiple of len(betas)="
+            f"{len(betas)} so every β gets the same number of targets; raise num_per_class to "
+            f"a multiple of {len(betas)} or pass fewer betas")
+    return betas
+
+
 def dirichlet_targets(
     rng: jax.Array,
     similarity: jax.Array,
@@ -161,18 +182,8 @@ def dirichlet_targets(
     References:
       Nayak et al., "Mining Data Impressions from Deep Models", TPAMI 2021, §3.2, Algorithm 1.
     """
-    betas = tuple(float(b) for b in betas)
-    if not betas:
-        raise ValueError("betas must hold at least one scaling factor, e.g. [1.0, 0.1]")
-    bad = [b for b in betas if not (math.isfinite(b) and b > 0)]
-    if bad:
-        raise ValueError(f"β must be > 0 (the paper uses {{1.0, 0.1}}); got {bad} in {betas}")
+    betas = check_betas(betas, num_per_class)
     num_betas = len(betas)
-    if num_per_class < num_betas or num_per_class % num_betas:
-        raise ValueError(
-            f"num_per_class={num_per_class} must be a positive multiple of len(betas)="
-            f"{num_betas} so every β gets the same number of targets; raise num_per_class to "
-            f"a multiple of {num_betas} or pass fewer betas")
     per_beta = num_per_class // num_betas
 
     # (K, B, K): one concentration vector per (class, β) pair.

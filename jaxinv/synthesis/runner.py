@@ -22,7 +22,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from jaxinv import checkpoint, parallel, report, workdir as workdir_lib
+from jaxinv import checkpoint, parallel, report
+from jaxinv import workdir as workdir_lib
 from jaxinv.synthesis.transfer_set import TransferSet
 from jaxinv.teacher import Teacher
 

@@ -1,0 +1,78 @@
+"""PNG figures: the class-similarity heatmap (Fig. 1), impression grids (Fig. 2), curves."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def similarity_heatmap(similarity: np.ndarray, class_names: Sequence[str], path: str,
+                       title: str = "Class similarity from the final layer") -> str:
+    """Saves a K×K heatmap with class names on both axes (Data Impressions, Fig. 1)."""
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(0.6 * k + 2, 0.6 * k + 1))
+    im = ax.imshow(np.asarray(similarity), cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(k), class_names, rotation=60, ha="right")
+    ax.set_yticks(range(k), class_names)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{similarity[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                    color="white" if similarity[i, j] < 0.5 else "black")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def impression_grid(images: np.ndarray, targets: np.ndarray, class_names: Sequence[str],
+                    path: str, per_class: int = 4) -> str:
+    """Saves a grid of impressions, one row per class, each titled with its top-2 targets.
+
+    Args:
+      images: (N, H, W, C) in [0, 1]; targets: (N, K) the target probabilities.
+    """
+    classes = targets.argmax(-1)
+    k = len(class_names)
+    fig, axes = plt.subplots(k, per_class, figsize=(1.7 * per_class, 1.8 * k))
+    for c in range(k):
+        picks = np.flatnonzero(classes == c)[:per_class]
+        for j in range(per_class):
+            ax = axes[c, j]
+            ax.axis("off")
+            if j >= len(picks):
+                continue
+            image = images[picks[j]]
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray",
+                      vmin=0, vmax=1)
+            top2 = np.argsort(-targets[picks[j]])[:2]
+            ax.set_title(", ".join(f"{class_names[t]} {targets[picks[j], t]:.2f}"
+                                   for t in top2), fontsize=6)
+    return _save(fig, path)
+
+
+def accuracy_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], path: str, *,
+                    xlabel: str, title: str) -> str:
+    """Saves test accuracy (%) against `x` for each named curve (Figs. 3 and 4)."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, ys in curves.items():
+        ax.plot(x, ys, marker="o", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("student test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)

@@ -1,0 +1,174 @@
+"""Zero-shot knowledge distillation (ZSKD) end to end: teacher → impressions → student → report.
+
+`zskd_and_evaluate(config, workdir)` is the task behind `jaxinv run` for the Data Impressions
+tables. Each stage writes into its own subfolder and resumes on rerun:
+
+  workdir/teacher/     the teacher (trained here unless `config.teacher_workdir` names one)
+  workdir/synthesis/   chunks and the final transfer_set.npz
+  workdir/student/     the distilled student
+  workdir/student_kd/, student_ce/   optional real-data references (Tables 1-3)
+  workdir/figures/     similarity heatmap and impression grid (Figs. 1 and 2)
+
+References:
+  Nayak et al., "Mining Data Impressions from Deep Models as Substitute for the Unavailable
+  Training Data", TPAMI 2021, §3, §4.1, Appendices A and B.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxinv import data, distill, figures, losses, models, report, train
+from jaxinv import workdir as workdir_lib
+from jaxinv.synthesis import dirichlet, impressions, runner
+from jaxinv.synthesis.transfer_set import TransferSet
+from jaxinv.teacher import Teacher, load_teacher
+
+
+def obtain_teacher(config: ml_collections.ConfigDict, workdir: str) -> tuple[Teacher, dict]:
+    """Loads the teacher at `config.teacher_workdir`, or trains `config.teacher` in workdir."""
+    if config.get("teacher_workdir"):
+        path = config.teacher_workdir
+    else:
+        path = os.path.join(workdir, "teacher")
+        train.train_and_evaluate(config.teacher, path)
+    return load_teacher(path), report.read_json(os.path.join(path, "results.json"))
+
+
+def impression_targets(teacher: Teacher, config: ml_collections.ConfigDict
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Targets (N, K), classes (N,) and betas (N,) for `config.kind` "dirichlet" or "one_hot".
+
+    Dirichlet targets are sampled around the class similarity of the teacher's final layer;
+    one-hot targets give Class Impressions (Appendix A).
+    """
+    if config.kind == "one_hot":
+        targets, classes, betas = dirichlet.one_hot_targets(teacher.num_classes,
+                                                            config.num_per_class)
+    elif config.kind == "dirichlet":
+        similarity = dirichlet.class_similarity(teacher.head()[0])
+        targets, classes, betas = dirichlet.dirichlet_targets(
+            jax.random.key(config.seed), similarity, tuple(config.betas), config.num_per_class,
+            floor=config.floor)
+    else:
+        raise ValueError(f"synthesis.kind must be 'dirichlet' or 'one_hot', got {config.kind!r}.")
+    return np.asarray(targets), np.asarray(classes), np.asarray(betas)
+
+
+def synthesize_impressions(teacher: Teacher, config: ml_collections.ConfigDict,
+                           workdir: str) -> TransferSet:
+    """Data (or Class) Impressions for `teacher` per the `synthesis` config; resumable."""
+    if config.temperature <= 0:
+        raise ValueError(f"synthesis.temperature τ must be > 0, got {config.temperature}.")
+    targets, classes, betas = impression_targets(teacher, config)
+    method = impressions.impressions_method(
+        teacher, temperature=config.temperature, num_steps=config.num_steps,
+        learning_rate=config.learning_rate, schedule=config.schedule,
+        name="data_impressions" if config.kind == "dirichlet" else "class_impressions")
+    return runner.synthesize(method, teacher, targets, classes=classes, betas=betas,
+                             seed=config.seed, chunk_size=config.chunk_size, workdir=workdir,
+                             steps_per_call=config.steps_per_call)
+
+
+def similarity_check(teacher: Teacher, test: data.Dataset) -> dict:
+    """Appendix B: weight-based class similarity against one measured on real test features."""
+    features = np.concatenate([
+        np.asarray(jax.jit(teacher.features)(test.images[i:i + 1000]))
+        for i in range(0, len(test.images), 1000)])
+    measured = dirichlet.feature_class_similarity(features, test.labels, teacher.num_classes)
+    from_weights = dirichlet.class_similarity(teacher.head()[0])
+    return {"off_diagonal": dirichlet.similarity_agreement(from_weights, measured),
+            "whole_matrix": dirichlet.similarity_agreement(from_weights, measured,
+                                                           include_diagonal=True)}
+
+
+def real_data_reference(kind: str, student_name: str, teacher: Teacher, train_set: data.Dataset,
+                        test: data.Dataset, config: ml_collections.ConfigDict,
+                        workdir: str) -> dict:
+    """Student-CE (labels) or Student-KD (teacher soft targets) on the real training set."""
+    if kind == "kd":
+        return distill.distill_and_evaluate(student_name, teacher, train_set.images, test,
+                                            config=config, workdir=workdir)
+    student = models.get_model(student_name, num_classes=teacher.num_classes)
+    start = time.perf_counter()
+    state = train.fit(student, train_set.images, train_set.labels,
+                      loss_fn=losses.cross_entropy, config=config, workdir=workdir)
+    accuracy = train.evaluate(student, state.variables, test.images, test.labels,
+                              config.eval_batch_size)["accuracy"]
+    return {"test_accuracy": accuracy, "seconds": time.perf_counter() - start,
+            "num_images": len(train_set.images)}
+
+
+def _check_config(config: ml_collections.ConfigDict) -> None:
+    models.get_model(config.student)  # unknown names fail before anything is written
+    if not config.get("teacher_workdir"):
+        models.get_model(config.teacher.model)
+    synthesis = config.synthesis
+    if synthesis.temperature <= 0 or config.distill.temperature <= 0:
+        raise ValueError("temperatures τ must be > 0 (the paper uses 20).")
+    if synthesis.kind == "dirichlet":
+        dirichlet.check_betas(tuple(synthesis.betas), synthesis.num_per_class)
+
+
+def zskd_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """The whole ZSKD experiment; writes results.json and figures into `workdir`."""
+    _check_config(config)
+    dataset = config.teacher.dataset if not config.get("teacher_workdir") else config.dataset
+    test = data.load_dataset(dataset, "test", image_size=config.image_size)
+    workdir_lib.open_workdir(workdir, config)
+    stage_seconds = {}
+
+    start = time.perf_counter()
+    teacher, teacher_results = obtain_teacher(config, workdir)
+    stage_seconds["teacher"] = time.perf_counter() - start
+    if tuple(test.images.shape[1:]) != tuple(teacher.image_shape):
+        raise ValueError(f"The teacher takes images of shape {teacher.image_shape} but the "
+                         f"{dataset} test set has {test.images.shape[1:]}; set image_size "
+                         "to match.")
+
+    start = time.perf_counter()
+    transfer_set = synthesize_impressions(teacher, config.synthesis,
+                                          os.path.join(workdir, "synthesis"))
+    stage_seconds["synthesis"] = time.perf_counter() - start
+    agreement = float(np.mean(transfer_set.logits.argmax(-1) == transfer_set.targets.argmax(-1)))
+
+    start = time.perf_counter()
+    student = distill.distill_and_evaluate(
+        config.student, teacher, transfer_set.images, test, config=config.distill,
+        workdir=os.path.join(workdir, "student"), teacher_logits=transfer_set.logits)
+    stage_seconds["distill"] = time.perf_counter() - start
+
+    results = {
+        "dataset": dataset, "test_note": test.note,
+        "teacher_test_accuracy": teacher_results["test_accuracy"],
+        "zskd_student_test_accuracy": student["test_accuracy"],
+        "num_impressions": len(transfer_set), "method": transfer_set.method,
+        "teacher_target_agreement": agreement,
+        "paper": dict(config.get("paper", {})),
+        "stage_seconds": stage_seconds,
+    }
+    references = config.get("references", ())
+    if references:
+        train_set = data.load_dataset(dataset, "train", image_size=config.image_size)
+        for kind in references:
+            start = time.perf_counter()
+            results[f"student_{kind}_test_accuracy"] = real_data_reference(
+                kind, config.student, teacher, train_set, test, config.distill,
+                os.path.join(workdir, f"student_{kind}"))["test_accuracy"]
+            stage_seconds[f"student_{kind}"] = time.perf_counter() - start
+    if config.get("similarity_check", True):
+        results["similarity_check"] = similarity_check(teacher, test)
+    figures_dir = os.path.join(workdir, "figures")
+    if transfer_set.method == "data_impressions":
+        figures.similarity_heatmap(np.asarray(dirichlet.class_similarity(teacher.head()[0])),
+                                   test.class_names, os.path.join(figures_dir, "similarity.png"))
+    figures.impression_grid(transfer_set.images, transfer_set.targets, test.class_names,
+                            os.path.join(figures_dir, "impressions.png"))
+    report.write_json(os.path.join(workdir, "results.json"), results)
+    return results
+
