@@ -118,7 +118,7 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
 def zskd_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """The whole ZSKD experiment; writes results.json and figures into `workdir`."""
     _check_config(config)
-    dataset = config.teacher.dataset if not config.get("teacher_workdir") else config.dataset
+    dataset = config.dataset
     test = data.load_dataset(dataset, "test", image_size=config.image_size)
     workdir_lib.open_workdir(workdir, config)
     stage_seconds = {}

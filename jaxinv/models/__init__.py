@@ -20,6 +20,7 @@ import jax
 
 from jaxinv.models.adda import AddaDiscriminator, AddaLeNet
 from jaxinv.models.alexnet import CifarAlexNet, local_response_norm
+from jaxinv.models.digits import DigitsCNN
 from jaxinv.models.lenet import LeNet5, max_pool_2x2
 from jaxinv.models.resnet import (
     CIFAR10_MEAN,
@@ -48,6 +49,7 @@ __all__ = [
     "CifarAlexNet",
     "CifarResNet",
     "CifarVGG",
+    "DigitsCNN",
     "LeNet5",
     "WideBasicBlock",
     "WideResNet",
@@ -89,6 +91,8 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "vgg19": functools.partial(CifarVGG, stages=VGG19_STAGES),
     "adda_lenet": AddaLeNet,
     "adda_discriminator": _adda_discriminator,
+    "digits_cnn": DigitsCNN,
+    "digits_cnn_half": functools.partial(DigitsCNN, width=16),
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)

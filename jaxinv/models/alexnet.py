@@ -53,8 +53,7 @@ def local_response_norm(
 
 
 class CifarAlexNet(nn.Module):
-    """AlexNet for 32x32 inputs: five convolutions and two hidden dense layers, all with
-    BatchNorm, then the classifier head.
+    """AlexNet for 32x32 inputs: five conv and two dense layers with BatchNorm, and a head.
 
     As in the ZSKD code: conv -> ReLU [-> LRN] [-> max-pool 3x3/2] -> BatchNorm for the
     convolutions, dense -> ReLU -> dropout -> BatchNorm for the hidden dense layers. The

@@ -15,8 +15,8 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
     """2x2 max-pooling with stride 2, written as a reshape and a max.
 
     Equals `nn.max_pool(x, (2, 2), (2, 2))` (VALID padding: an odd last row or column is
-    dropped), but its gradient is a cheap select instead of the `reduce_window` transpose,
-    which is slow on XLA:CPU.
+    dropped), but its gradient is a cheap select where `nn.max_pool`'s is a
+    `select_and_scatter_add`, which is slow on XLA:CPU.
 
     Args:
       x: (..., H, W, C) feature maps; leading axes are batch axes, and may be absent.

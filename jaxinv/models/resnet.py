@@ -1,5 +1,6 @@
-"""CIFAR ResNets with BasicBlocks (ResNet-18/34, ResNet-18-half, ResNet-32), and the input
-standardisation and BatchNorm settings shared by all CIFAR models.
+"""CIFAR ResNets (ResNet-18/34, ResNet-18-half, ResNet-32) and layers shared by CIFAR models.
+
+The shared parts are the input standardisation, the BatchNorm settings and the 3x3 convolution.
 
 References: He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
 """
@@ -64,8 +65,10 @@ def conv3x3(features: int, strides: int = 1, name: str | None = None) -> nn.Conv
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with BatchNorm, plus a 1x1 projection shortcut where the
-    shape changes (option B of He et al.).
+    """Residual block of two 3x3 convolutions with BatchNorm.
+
+    Where the shape changes, the shortcut is a 1x1 convolution with BatchNorm (option B of
+    He et al.), as in the DAFL, CRD and CMI code.
 
     Attributes:
       features: output channels.

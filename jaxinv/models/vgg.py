@@ -25,11 +25,10 @@ _LAST_STAGE_SIZE = 4
 
 
 class CifarVGG(nn.Module):
-    """VGG: stages of conv3x3-BN-ReLU with 2x2 max-pools between them, global average pooling
-    and a single dense head.
+    """VGG: stages of conv3x3-BN-ReLU with 2x2 max-pools, global average pooling, one head.
 
     Pooling follows CRD: after every stage but the last two, and before the last one only
-    when its maps would be larger than 4x4 (64x64 inputs), so the last stage always sees 4x4.
+    when its maps would be larger than 4x4, so 32x32 and 64x64 inputs both reach it at 4x4.
     VGG-11 has 9.23M parameters, VGG-8 3.92M, VGG-16 14.73M and VGG-19 20.04M.
 
     Attributes:

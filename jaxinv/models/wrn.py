@@ -12,8 +12,9 @@ from jaxinv.models.resnet import CIFAR10_MEAN, CIFAR10_STD, batch_norm, conv3x3,
 
 
 class WideBasicBlock(nn.Module):
-    """Pre-activation block: BN-ReLU-conv3x3-BN-ReLU-conv3x3, with a 1x1 convolution on the
-    pre-activated input as shortcut where the shape changes.
+    """Pre-activation residual block: BN-ReLU-conv3x3-BN-ReLU-conv3x3.
+
+    Where the shape changes, the shortcut is a 1x1 convolution of the pre-activated input.
 
     Attributes:
       features: output channels.
@@ -41,8 +42,10 @@ class WideBasicBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-    """WRN-depth-widen_factor: a 3x3 stem with 16 channels, three stages of
-    `(depth - 4) // 6` blocks with 16k, 32k and 64k channels, BN-ReLU and average pooling.
+    """Wide ResNet WRN-d-k: 3x3 stem, three stages of wide blocks, BN-ReLU, average pooling.
+
+    The stem has 16 channels; the stages have `(d - 4) // 6` blocks each, with 16k, 32k and
+    64k channels.
 
     WRN-40-2 has 2.24M parameters, WRN-16-2 0.69M, WRN-40-1 0.56M and WRN-16-1 0.18M.
 

@@ -1,0 +1,1 @@
+"""Speed benchmarks of jaxinv against eager PyTorch; run as scripts, not collected by tests."""

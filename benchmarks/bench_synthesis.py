@@ -1,0 +1,419 @@
+"""Data Impressions synthesis speed: jaxinv's engine against eager PyTorch, LeNet-5 on CPU.
+
+Both sides optimise the same objective on the same geometry: a frozen LeNet-5 teacher on
+32x32x1 images, a chunk of pixels initialised uniform in [0, 1], CE(y, softmax(T(x) / 20)) to
+Dirichlet targets y, Adam with a constant learning rate, and a clip to [0, 1] after every step.
+The PyTorch side is :func:`benchmarks.torch_reference.torch_di_synthesis_throughput` (eager,
+one batch at a time, as the reference ZSKD code runs). The two are run in the same process,
+interleaved, and the best of ``--repeats`` is kept, so a burst of load from other processes
+hits both and the best run approximates an idle machine.
+
+jaxinv is measured twice:
+
+- the public engine, :func:`jaxinv.synthesis.runner.synthesize` on a fresh workdir with
+  ``--num_chunks`` chunks: chunk initialisation, the compiled scan, the final teacher logits
+  and the Orbax write of every chunk, after a warm-up run on one chunk that compiles the same
+  shapes (compilation is a one-off cost per run and is excluded);
+- the bare compiled step loop, ``runner._run_steps`` on one chunk, so that the difference
+  shows the engine's overhead.
+
+The PyTorch number is its bare step loop, so the end-to-end ratio is the conservative one.
+Weights do not change the work done, so a random teacher with a fixed seed is used unless
+``--teacher_workdir`` names a trained LeNet-5.
+
+Run from the repository root::
+
+    python benchmarks/bench_synthesis.py --chunk_size 256 --num_steps 100 --repeats 3 \
+        --sizes 32,64,128,256,512,1024 [--write]
+
+``--write`` replaces the ``synthesis_speed`` section of BENCHMARKS.md; the scaling plot goes
+to ``benchmarks/figures/synthesis_scaling.png`` on every run.
+"""
+
+# ruff: noqa: E402  (the path set-up below has to run before the jaxinv imports)
+
+from __future__ import annotations
+
+import os
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    # `python benchmarks/x.py` puts only benchmarks/ on the path, and jaxinv may not be
+    # installed, so the repository root is added for `import jaxinv` and `benchmarks.*`.
+    sys.path.insert(0, REPO_ROOT)
+
+import argparse
+import datetime
+import platform
+import shlex
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from benchmarks import torch_reference
+from jaxinv import models, parallel, report
+from jaxinv.synthesis import runner
+from jaxinv.synthesis.impressions import impressions_method
+from jaxinv.teacher import Teacher, load_teacher
+
+IMAGE_SHAPE = (32, 32, 1)
+NUM_CLASSES = 10
+TEMPERATURE = 20.0
+LEARNING_RATE = 0.05
+# The bar the project set for this benchmark: jaxinv at least 1.5x eager PyTorch.
+TARGET_RATIO = 1.5
+SECTION = "synthesis_speed"
+FIGURE = os.path.join("benchmarks", "figures", "synthesis_scaling.png")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options; the defaults keep the whole run under about 5 minutes on 2 cores."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chunk_size", type=int, default=256,
+                        help="examples optimised jointly (jaxinv chunk, PyTorch batch)")
+    parser.add_argument("--num_steps", type=int, default=100,
+                        help="Adam steps per chunk in the headline measurement")
+    parser.add_argument("--num_chunks", type=int, default=3,
+                        help="chunks synthesised by the timed end-to-end engine run")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--sizes", type=str, default="32,64,128,256,512,1024",
+                        help="comma-separated chunk sizes of the scaling curve ('' skips it)")
+    parser.add_argument("--scaling_image_steps", type=int, default=8192,
+                        help="work per scaling point: steps = max(10, this // size), so small "
+                             "sizes run long enough to time")
+    parser.add_argument("--teacher_workdir", type=str, default=None,
+                        help="a `jaxinv train` workdir of a LeNet-5; default: random init")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--torch_threads", type=int, default=None,
+                        help="torch.set_num_threads; default: torch's own (all cores)")
+    parser.add_argument("--write", action="store_true",
+                        help="replace the synthesis_speed section of BENCHMARKS.md")
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared with bench_train.py.
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    """The command that reproduces this run, as typed from the repository root."""
+    return " ".join(["python", script, *(shlex.quote(arg) for arg in argv)])
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict[str, str]:
+    """What the numbers depend on, captured at the start of a run (load average included)."""
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return {
+        "cpu": f"{cpu_model()}, nproc {os.cpu_count()}",
+        "load average (1, 5, 15 min) at start": load,
+        "jax": f"{jax.__version__} (backend {jax.default_backend()}, "
+               f"{jax.device_count()} device(s)), flax {flax.__version__}",
+        "torch": f"{torch.__version__}, {torch.get_num_threads()} threads",
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") or "(unset)",
+    }
+
+
+def machine_markdown(info: dict[str, str]) -> str:
+    """The machine description as a markdown bullet list."""
+    return "\n".join(f"- {key}: {value}" for key, value in info.items())
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Wall-clock seconds of `fn()`; `fn` must block until its device work is done."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------------
+# The two sides.
+
+
+def build_teacher(teacher_workdir: str | None, seed: int) -> Teacher:
+    """A LeNet-5 teacher for 32x32x1 images: trained from a workdir, or randomly initialised.
+
+    Raises:
+      SystemExit: the workdir's model is not the LeNet-5 that the PyTorch side runs.
+    """
+    if teacher_workdir:
+        teacher = load_teacher(teacher_workdir)
+        num_params = models.count_params(teacher.variables["params"])
+        if tuple(teacher.image_shape) != IMAGE_SHAPE or num_params != 61_706:
+            raise SystemExit(
+                f"{teacher_workdir} holds a {type(teacher.model).__name__} with {num_params} "
+                f"parameters on {teacher.image_shape} images; the PyTorch baseline is LeNet-5 "
+                f"(61,706 parameters) on {IMAGE_SHAPE}, so the comparison would not be fair.")
+        return teacher
+    model = models.get_model("lenet5", num_classes=NUM_CLASSES)
+    variables = model.init(jax.random.key(seed), jnp.zeros((1, *IMAGE_SHAPE)), train=False)
+    return Teacher(model=model, variables={"params": variables["params"], "batch_stats": {}},
+                   image_shape=IMAGE_SHAPE)
+
+
+def dirichlet_targets(num_examples: int, seed: int) -> np.ndarray:
+    """(N, K) Dirichlet targets with a random strictly positive concentration, as torch's."""
+    rng = np.random.default_rng(seed)
+    concentration = rng.uniform(size=NUM_CLASSES) + 0.1
+    return rng.dirichlet(concentration, size=num_examples).astype(np.float32)
+
+
+def di_method(teacher: Teacher, num_steps: int) -> runner.SynthesisMethod:
+    """Data Impressions with PyTorch's settings: τ = 20, Adam at a constant lr, clip [0, 1].
+
+    jaxinv sums the per-example losses where the reference takes the batch mean; Adam is
+    invariant to that constant factor (up to its epsilon), so the trajectories match.
+    """
+    return impressions_method(teacher, temperature=TEMPERATURE, num_steps=num_steps,
+                              learning_rate=LEARNING_RATE, schedule="constant")
+
+
+def run_engine(method: runner.SynthesisMethod, teacher: Teacher, targets: np.ndarray,
+               chunk_size: int, seed: int) -> None:
+    """One end-to-end `synthesize` into a fresh temporary workdir (so nothing is resumed)."""
+    with tempfile.TemporaryDirectory(prefix="bench_synthesis_") as workdir:
+        runner.synthesize(method, teacher, targets, classes=targets.argmax(1),
+                          betas=np.ones(len(targets), np.float32), seed=seed,
+                          chunk_size=chunk_size, workdir=workdir)
+
+
+def step_loop_fn(method: runner.SynthesisMethod, teacher: Teacher, num_steps: int,
+                 chunk_size: int, seed: int) -> Callable[[], float]:
+    """A function that times `num_steps` compiled steps on one chunk, as the engine calls them.
+
+    Each call starts from a fresh chunk, because `_run_steps` donates its params and optimiser
+    state; the initialisation is done before the clock starts.
+    """
+    teacher_variables = parallel.replicate(teacher.variables)
+    targets = parallel.shard_batch(dirichlet_targets(chunk_size, seed))
+    init_rng, chunk_rng = jax.random.split(jax.random.key(seed))
+
+    def run() -> float:
+        params, opt_state, _ = runner._init_chunk(method, teacher, teacher_variables, targets,
+                                                  init_rng)
+        jax.block_until_ready((params, opt_state))
+        return timed(lambda: jax.block_until_ready(runner._run_steps(
+            method, teacher, num_steps, teacher_variables, params, opt_state, targets,
+            chunk_rng, 0)))
+
+    return run
+
+
+def torch_seconds(batch_size: int, num_steps: int, threads: int | None) -> float:
+    """Seconds PyTorch takes for `num_steps` DI steps on a batch (its warm-up excluded)."""
+    throughput = torch_reference.torch_di_synthesis_throughput(
+        batch_size, num_steps, temperature=TEMPERATURE, learning_rate=LEARNING_RATE,
+        num_threads=threads)
+    return batch_size * num_steps / throughput
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements.
+
+
+def measure_headline(args: argparse.Namespace, teacher: Teacher) -> dict[str, list[float]]:
+    """Interleaved runs of the engine, the bare step loop and PyTorch; image-steps/s per run."""
+    method = di_method(teacher, args.num_steps)
+    targets = dirichlet_targets(args.num_chunks * args.chunk_size, args.seed)
+    work = {"engine": len(targets) * args.num_steps,
+            "step_loop": args.chunk_size * args.num_steps,
+            "torch": args.chunk_size * args.num_steps}
+    step_loop = step_loop_fn(method, teacher, args.num_steps, args.chunk_size, args.seed)
+    # Compiles _init_chunk, _run_steps and _finish_chunk for these shapes (the jit cache keys
+    # on the method and teacher objects, which the timed runs reuse) and warms up Orbax.
+    run_engine(method, teacher, targets[:args.chunk_size], args.chunk_size, args.seed)
+    step_loop()
+    runs: dict[str, list[float]] = {name: [] for name in work}
+    for repeat in range(args.repeats):
+        seconds = {
+            "engine": timed(lambda: run_engine(method, teacher, targets, args.chunk_size,
+                                               args.seed)),
+            "step_loop": step_loop(),
+            "torch": torch_seconds(args.chunk_size, args.num_steps, args.torch_threads),
+        }
+        for name, value in seconds.items():
+            runs[name].append(work[name] / value)
+        print(f"  repeat {repeat + 1}/{args.repeats}: " + ", ".join(
+            f"{name} {runs[name][-1]:,.0f}" for name in work) + " image-steps/s", flush=True)
+    return runs
+
+
+def scaling_steps(size: int, image_steps: int) -> int:
+    """Steps for one scaling point: about `image_steps` of work, and never fewer than 10."""
+    return max(10, image_steps // size)
+
+
+def measure_scaling(args: argparse.Namespace, teacher: Teacher,
+                    sizes: Sequence[int]) -> list[dict[str, float]]:
+    """Best-of-repeats bare step-loop throughput of both frameworks at each chunk size."""
+    rows = []
+    for size in sizes:
+        parallel.check_divisible(size, "scaling size")
+        num_steps = scaling_steps(size, args.scaling_image_steps)
+        method = di_method(teacher, num_steps)
+        step_loop = step_loop_fn(method, teacher, num_steps, size, args.seed)
+        step_loop()  # compile this shape
+        jax_best = torch_best = 0.0
+        for _ in range(args.repeats):
+            jax_best = max(jax_best, size * num_steps / step_loop())
+            torch_best = max(torch_best, size * num_steps / torch_seconds(size, num_steps,
+                                                                          args.torch_threads))
+        rows.append({"size": size, "num_steps": num_steps, "jaxinv": jax_best,
+                     "torch": torch_best, "ratio": jax_best / torch_best})
+        print(f"  size {size:5d} ({num_steps} steps): jaxinv {jax_best:,.0f}, torch "
+              f"{torch_best:,.0f} image-steps/s, ratio {jax_best / torch_best:.2f}", flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Output.
+
+
+def plot_scaling(rows: Sequence[dict[str, float]], path: str, title: str) -> None:
+    """Throughput of both frameworks against chunk size, with the ratio on a second axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on benchmark machines
+    import matplotlib.pyplot as plt
+
+    sizes = [row["size"] for row in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(sizes, [row["jaxinv"] for row in rows], "o-", label="jaxinv (compiled step loop)")
+    ax.plot(sizes, [row["torch"] for row in rows], "s-", label="PyTorch eager")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(size) for size in sizes])
+    ax.set_xlabel("chunk (batch) size")
+    ax.set_ylabel("image-steps / s")
+    ax.set_ylim(bottom=0)
+    ratio_ax = ax.twinx()
+    ratio_ax.plot(sizes, [row["ratio"] for row in rows], "k:", marker=".",
+                  label="jaxinv / PyTorch")
+    ratio_ax.axhline(TARGET_RATIO, color="grey", linewidth=0.8, linestyle="--")
+    ratio_ax.set_ylabel("jaxinv / PyTorch")
+    ratio_ax.set_ylim(bottom=0)
+    handles = ax.get_legend_handles_labels()[0] + ratio_ax.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="upper left", fontsize="small")
+    ax.set_title(title, fontsize="medium")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def headline_table(args: argparse.Namespace, runs: dict[str, list[float]]) -> str:
+    """Markdown table of the best throughputs and the jaxinv / PyTorch ratios."""
+    best = {name: max(values) for name, values in runs.items()}
+    rows = [
+        [f"engine end to end: `synthesize`, {args.num_chunks} chunks of {args.chunk_size} "
+         "(init, scan, final logits, Orbax write)",
+         f"{best['engine']:,.0f}", f"{best['torch']:,.0f}",
+         f"{best['engine'] / best['torch']:.2f}x"],
+        [f"compiled step loop: `_run_steps`, one chunk of {args.chunk_size}",
+         f"{best['step_loop']:,.0f}", f"{best['torch']:,.0f}",
+         f"{best['step_loop'] / best['torch']:.2f}x"],
+    ]
+    return report.markdown_table(
+        ["jaxinv measurement", "jaxinv image-steps/s", "PyTorch image-steps/s",
+         "jaxinv / PyTorch"], rows)
+
+
+def scaling_table(rows: Sequence[dict[str, float]]) -> str:
+    """Markdown table of the scaling curve."""
+    return report.markdown_table(
+        ["chunk size", "steps", "jaxinv image-steps/s", "PyTorch image-steps/s",
+         "jaxinv / PyTorch"],
+        [[row["size"], row["num_steps"], f"{row['jaxinv']:,.0f}", f"{row['torch']:,.0f}",
+          f"{row['ratio']:.2f}x"] for row in rows])
+
+
+def report_body(args: argparse.Namespace, command: str, info: dict[str, str],
+                runs: dict[str, list[float]], rows: Sequence[dict[str, float]],
+                teacher_note: str) -> str:
+    """The BENCHMARKS.md section: setup, machine, the headline table and the scaling curve."""
+    best = {name: max(values) for name, values in runs.items()}
+    ratio = best["engine"] / best["torch"]
+    overhead = 1.0 - best["engine"] / best["step_loop"]
+    verdict = "meets" if ratio >= TARGET_RATIO else "does NOT meet"
+    lines = [
+        "## Data Impressions synthesis speed: jaxinv vs. eager PyTorch (LeNet-5, CPU)",
+        "",
+        f"Date: {datetime.date.today().isoformat()}",
+        "",
+        f"Command: `{command}`",
+        "",
+        "Machine:",
+        "",
+        machine_markdown(info),
+        "",
+        f"Objective: CE(y, softmax(T(x)/{TEMPERATURE:g})) to Dirichlet targets, Adam "
+        f"(lr {LEARNING_RATE:g}, constant), clip to [0, 1], {args.num_steps} steps per chunk; "
+        f"teacher: {teacher_note}. PyTorch: `torch_reference.torch_di_synthesis_throughput` "
+        f"(eager, its bare step loop). Best of {args.repeats} interleaved runs in one process; "
+        "jaxinv compilation excluded (warm-up run on the same shapes).",
+        "",
+        headline_table(args, runs),
+        "",
+        f"End to end, jaxinv runs at {ratio:.2f}x PyTorch: it {verdict} the "
+        f"{TARGET_RATIO:g}x bar. The engine's overhead over the bare step loop (chunk "
+        f"init, host syncs, final logits, Orbax writes) is {100 * overhead:.0f}% of its time.",
+    ]
+    if rows:
+        lines += [
+            "",
+            "Scaling with the chunk size (bare step loops of both frameworks, about "
+            f"{args.scaling_image_steps} image-steps per point, best of {args.repeats}):",
+            "",
+            scaling_table(rows),
+            "",
+            f"![synthesis throughput against chunk size]({FIGURE})",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the headline comparison and the scaling curve, prints them, optionally writes."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    if args.torch_threads is not None:
+        torch.set_num_threads(args.torch_threads)
+    info = machine_info()
+    command = command_line("benchmarks/bench_synthesis.py", argv)
+    sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    teacher = build_teacher(args.teacher_workdir, args.seed)
+    teacher_note = (f"trained, from `{args.teacher_workdir}`" if args.teacher_workdir
+                    else f"random init, seed {args.seed}")
+    print(command, "\n" + machine_markdown(info), flush=True)
+    print("headline:", flush=True)
+    runs = measure_headline(args, teacher)
+    print("scaling:", flush=True)
+    rows = measure_scaling(args, teacher, sizes)
+    if rows:
+        plot_scaling(rows, os.path.join(REPO_ROOT, FIGURE),
+                     f"DI synthesis, LeNet-5, {os.cpu_count()} CPU cores")
+    body = report_body(args, command, info, runs, rows, teacher_note)
+    print("\n" + body)
+    if args.write:
+        report.update_markdown_section(os.path.join(REPO_ROOT, "BENCHMARKS.md"), SECTION, body)
+        print(f"\nwrote section {SECTION!r} of BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()
