@@ -19,7 +19,7 @@ import ml_collections
 _DIGIT_AUGMENT = dict(scale=0.1, translate=0.08, rotate_degrees=10.0, hflip=False)
 _RECIPES = {
     "mnist": (15, 2e-3, _DIGIT_AUGMENT),
-    "fashion_mnist": (30, 2e-3, dict(scale=0.05, translate=0.06, rotate_degrees=0.0,
+    "fashion_mnist": (20, 2e-3, dict(scale=0.05, translate=0.06, rotate_degrees=0.0,
                                      hflip=True)),
     "usps": (30, 2e-3, _DIGIT_AUGMENT),
 }
