@@ -1,0 +1,178 @@
+"""Supervised training speed: jaxinv's jitted train step against eager PyTorch, LeNet-5 on CPU.
+
+Both sides train LeNet-5 on 32x32x1 random images with 10-class cross-entropy and Adam
+(lr 1e-3). jaxinv runs its own training step, :func:`jaxinv.train.make_train_step` (jitted,
+donating the state), on a state from :func:`jaxinv.train.create_train_state`, and places every
+batch with :func:`jaxinv.parallel.shard_batch` as :func:`jaxinv.train.fit` does. PyTorch is
+:func:`benchmarks.torch_reference.torch_train_throughput` (zero_grad, forward, backward, Adam
+step, eager). Both run in the same process, interleaved, best of ``--repeats``; jaxinv's
+compilation is excluded by a warm-up step.
+
+Run from the repository root::
+
+    python benchmarks/bench_train.py --batch_size 128 --num_steps 200 --repeats 3 [--write]
+
+``--write`` replaces the ``train_speed`` section of BENCHMARKS.md.
+"""
+
+# ruff: noqa: E402  (the path set-up below has to run before the jaxinv imports)
+
+from __future__ import annotations
+
+import os
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    # `python benchmarks/x.py` puts only benchmarks/ on the path, and jaxinv may not be
+    # installed, so the repository root is added for `import jaxinv` and `benchmarks.*`.
+    sys.path.insert(0, REPO_ROOT)
+
+import argparse
+import datetime
+from collections.abc import Sequence
+
+import jax
+import ml_collections
+import numpy as np
+import torch
+
+from benchmarks import torch_reference
+from benchmarks.bench_synthesis import (
+    IMAGE_SHAPE,
+    NUM_CLASSES,
+    command_line,
+    machine_info,
+    machine_markdown,
+    timed,
+)
+from jaxinv import losses, models, parallel, report, train
+
+SECTION = "train_speed"
+LEARNING_RATE = 1e-3
+# Distinct host batches cycled through the timed steps, so that no step reuses a placed array.
+NUM_HOST_BATCHES = 4
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options; the defaults run in well under a minute on 2 cores."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--num_steps", type=int, default=200, help="timed steps per run")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--torch_threads", type=int, default=None,
+                        help="torch.set_num_threads; default: torch's own (all cores)")
+    parser.add_argument("--write", action="store_true",
+                        help="replace the train_speed section of BENCHMARKS.md")
+    return parser.parse_args(argv)
+
+
+def optimizer_config() -> ml_collections.ConfigDict:
+    """Adam at a constant 1e-3, the PyTorch baseline's optimiser."""
+    return ml_collections.ConfigDict(
+        {"name": "adam", "learning_rate": LEARNING_RATE, "schedule": "constant"})
+
+
+class JaxTrainer:
+    """jaxinv's training step on LeNet-5 with fixed random host batches.
+
+    The state is rebuilt for every run because the step donates it; building it is not timed.
+    """
+
+    def __init__(self, batch_size: int, seed: int):
+        parallel.check_divisible(batch_size, "batch_size")
+        self.model = models.get_model("lenet5", num_classes=NUM_CLASSES)
+        self.tx = train.make_optimizer(optimizer_config(), num_steps=1)
+        self.train_step = train.make_train_step(self.model, self.tx, losses.cross_entropy)
+        rng = np.random.default_rng(seed)
+        # Host arrays, as `fit` gets them from `data.iterate_batches`; each timed step places
+        # its batch on the mesh, so the host-to-device step is part of the measurement.
+        self.batches = [
+            (rng.uniform(size=(batch_size, *IMAGE_SHAPE)).astype(np.float32),
+             rng.integers(0, NUM_CLASSES, size=batch_size).astype(np.int32))
+            for _ in range(NUM_HOST_BATCHES)]
+        self.rng = jax.random.key(seed)
+
+    def fresh_state(self) -> train.TrainState:
+        """A newly initialised, replicated train state."""
+        return train.create_train_state(self.model, self.tx, self.rng, IMAGE_SHAPE)
+
+    def run(self, num_steps: int) -> float:
+        """Seconds for `num_steps` steps from a fresh state, waiting for the last one."""
+        state = jax.block_until_ready(self.fresh_state())
+
+        def steps() -> None:
+            nonlocal state
+            for step in range(num_steps):
+                images, labels = parallel.shard_batch(self.batches[step % NUM_HOST_BATCHES])
+                state, measurements = self.train_step(state, images, labels, self.rng, None)
+            # The steps are dispatched asynchronously; wait for the last one to finish.
+            jax.block_until_ready((state, measurements))
+
+        return timed(steps)
+
+
+def measure(args: argparse.Namespace) -> dict[str, list[float]]:
+    """Interleaved jaxinv and PyTorch runs; images/s of each run."""
+    trainer = JaxTrainer(args.batch_size, args.seed)
+    trainer.run(2)  # compile, and warm the allocator as torch's warm-up steps do
+    work = args.batch_size * args.num_steps
+    runs: dict[str, list[float]] = {"jaxinv": [], "torch": []}
+    for repeat in range(args.repeats):
+        runs["jaxinv"].append(work / trainer.run(args.num_steps))
+        runs["torch"].append(torch_reference.torch_train_throughput(
+            args.batch_size, args.num_steps, seed=args.seed, num_threads=args.torch_threads))
+        print(f"  repeat {repeat + 1}/{args.repeats}: jaxinv {runs['jaxinv'][-1]:,.0f}, "
+              f"torch {runs['torch'][-1]:,.0f} images/s", flush=True)
+    return runs
+
+
+def report_body(args: argparse.Namespace, command: str, info: dict[str, str],
+                runs: dict[str, list[float]]) -> str:
+    """The BENCHMARKS.md section: setup, machine and the result table."""
+    best = {name: max(values) for name, values in runs.items()}
+    table = report.markdown_table(
+        ["batch size", "steps", "jaxinv images/s", "PyTorch images/s", "jaxinv / PyTorch"],
+        [[args.batch_size, args.num_steps, f"{best['jaxinv']:,.0f}", f"{best['torch']:,.0f}",
+          f"{best['jaxinv'] / best['torch']:.2f}x"]])
+    return "\n".join([
+        "## Supervised training speed: jaxinv vs. eager PyTorch (LeNet-5, CPU)",
+        "",
+        f"Date: {datetime.date.today().isoformat()}",
+        "",
+        f"Command: `{command}`",
+        "",
+        "Machine:",
+        "",
+        machine_markdown(info),
+        "",
+        f"LeNet-5 on random 32x32x1 images, 10-class cross-entropy, Adam (lr {LEARNING_RATE:g}). "
+        "jaxinv: `train.make_train_step` (jitted, donated state) with each batch placed by "
+        "`parallel.shard_batch`; PyTorch: `torch_reference.torch_train_throughput` (eager, one "
+        f"fixed batch). Best of {args.repeats} interleaved runs in one process; jaxinv "
+        "compilation excluded.",
+        "",
+        table,
+    ])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Measures both frameworks, prints the section, and writes it with `--write`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    if args.torch_threads is not None:
+        torch.set_num_threads(args.torch_threads)
+    info = machine_info()
+    command = command_line("benchmarks/bench_train.py", argv)
+    print(command, "\n" + machine_markdown(info), flush=True)
+    runs = measure(args)
+    body = report_body(args, command, info, runs)
+    print("\n" + body)
+    if args.write:
+        report.update_markdown_section(os.path.join(REPO_ROOT, "BENCHMARKS.md"), SECTION, body)
+        print(f"\nwrote section {SECTION!r} of BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()
