@@ -16,9 +16,9 @@ from jaxinv import config_files
 
 def _tasks() -> dict:
     # Imported lazily so `jaxinv --help` answers without loading jax.
-    from jaxinv import demo, train, zskd
+    from jaxinv import demo, train, transfer_size, zskd
     return {"train": train.train_and_evaluate, "zskd": zskd.zskd_and_evaluate,
-            "demo": demo.run_demo}
+            "transfer_size": transfer_size.transfer_size_and_evaluate, "demo": demo.run_demo}
 
 
 def _split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:

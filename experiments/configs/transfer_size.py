@@ -1,0 +1,36 @@
+"""Figures 3 and 4 of the Data Impressions paper: accuracy against transfer-set size.
+
+  jaxinv run experiments/configs/transfer_size.py:mnist --workdir runs/fig34_mnist \
+      --config.teacher_workdir=runs/teacher_mnist
+  jaxinv run experiments/configs/transfer_size.py:fashion_mnist --workdir runs/fig34_fmnist \
+      --config.teacher_workdir=runs/teacher_fashion_mnist
+  jaxinv run experiments/configs/transfer_size.py:smoke --workdir /tmp/fig34_smoke
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+
+def _zskd_config(arg: str) -> ml_collections.ConfigDict:
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zskd.py")
+    spec = importlib.util.spec_from_file_location("zskd_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
+    """`arg` in {mnist, fashion_mnist, smoke}; synthesis and distillation as in zskd.py."""
+    smoke = arg == "smoke"
+    config = _zskd_config(arg)
+    config.task = "transfer_size"
+    config.percentages = (0.2, 0.4) if smoke else (1, 5, 10, 20, 40, 80)
+    del config.references, config.similarity_check, config.paper
+    # The paper's figures distil without augmentation.
+    config.distill.augment = ml_collections.ConfigDict(dict(
+        scale=0.0, translate=0.0, rotate_degrees=0.0, hflip=False))
+    if smoke:
+        config.teacher.train_limit = 512
+    return config

@@ -1,0 +1,299 @@
+"""The synthesis runner and Data/Class Impressions: they invert a real teacher, resume exactly,
+shard like one device, stop on NaN, refuse foreign workdirs, and store TransferSets safely."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxinv import checkpoint, losses, models
+from jaxinv.synthesis import dirichlet, impressions, runner
+from jaxinv.synthesis.transfer_set import TransferSet
+from jaxinv.teacher import Teacher
+
+TAU = 20.0
+
+
+def _agreement(logits, targets) -> float:
+    return float(np.mean(np.argmax(logits, -1) == np.argmax(targets, -1)))
+
+
+def _soft_ce(logits, targets) -> float:
+    return float(losses.soft_cross_entropy(jnp.asarray(logits), jnp.asarray(targets), TAU).mean())
+
+
+@pytest.fixture(scope="module")
+def random_teacher(random_variables) -> Teacher:
+    """An untrained LeNet-5: enough to exercise the runner's bookkeeping, no data needed."""
+    model = models.get_model("lenet5")
+    return Teacher(model=model, variables=random_variables(model, (32, 32, 1)),
+                   image_shape=(32, 32, 1))
+
+
+def _dirichlet_targets(teacher: Teacher, num_per_class: int):
+    similarity = dirichlet.class_similarity(teacher.head()[0])
+    targets, classes, betas = dirichlet.dirichlet_targets(jax.random.key(1), similarity,
+                                                          (1.0, 0.1), num_per_class)
+    return np.asarray(targets), np.asarray(classes), np.asarray(betas)
+
+
+# --- Data and Class Impressions on a real MNIST teacher -----------------------------------------
+
+
+def test_data_impressions_raise_agreement_and_lower_ce(mnist_teacher, mnist_impressions):
+    """200 Adam steps take noise at chance agreement to > 90 % agreement with the Dirichlet
+    targets' argmax, and lower the τ=20 soft cross-entropy (the DI objective, eq. 2)."""
+    method, transfer_set = mnist_impressions
+    targets = transfer_set.targets
+    noise = method.init_fn(jax.random.key(0), jnp.asarray(targets))
+    noise_logits = np.asarray(mnist_teacher.logits(noise))
+    init_agreement, final_agreement = (_agreement(noise_logits, targets),
+                                       _agreement(transfer_set.logits, targets))
+    init_ce, final_ce = _soft_ce(noise_logits, targets), _soft_ce(transfer_set.logits, targets)
+    print(f"DI agreement {init_agreement:.3f} -> {final_agreement:.3f}, "
+          f"CE {init_ce:.3f} -> {final_ce:.3f}")
+    assert init_agreement < 0.3
+    assert final_agreement > 0.9
+    assert final_ce < init_ce - 0.3
+    # The stored logits are the teacher's on the stored images, which are valid images.
+    chex.assert_trees_all_close(np.asarray(mnist_teacher.logits(transfer_set.images)),
+                                transfer_set.logits, atol=1e-4, rtol=1e-4)
+    assert transfer_set.images.min() >= 0.0 and transfer_set.images.max() <= 1.0
+    np.testing.assert_array_equal(transfer_set.chunks, np.repeat([0, 1], 80))
+    assert transfer_set.method == "data_impressions" and transfer_set.config["temperature"] == TAU
+
+
+def test_class_impressions_reach_high_agreement(mnist_teacher, tmp_path):
+    """One-hot targets (Class Impressions, the β → 0 limit) are also reached from noise."""
+    targets, classes, betas = map(np.asarray, dirichlet.one_hot_targets(10, 8))
+    method = impressions.impressions_method(mnist_teacher, num_steps=100, learning_rate=0.05,
+                                            name="class_impressions")
+    noise = method.init_fn(jax.random.key(0), jnp.asarray(targets))
+    init_agreement = _agreement(np.asarray(mnist_teacher.logits(noise)), targets)
+    transfer_set = runner.synthesize(method, mnist_teacher, targets, classes=classes,
+                                     betas=betas, seed=0, chunk_size=80, workdir=str(tmp_path))
+    final_agreement = _agreement(transfer_set.logits, targets)
+    print(f"CI agreement {init_agreement:.3f} -> {final_agreement:.3f}")
+    assert init_agreement < 0.3
+    assert final_agreement > 0.95
+    np.testing.assert_array_equal(transfer_set.betas, np.zeros(80))
+
+
+# --- Resume, devices, NaN, foreign workdirs ---------------------------------------------------
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_bit_identically(random_teacher, tmp_path, monkeypatch):
+    """Killed in chunk 1, a rerun skips the finished chunk 0 and ends with exactly the
+    TransferSet of an uninterrupted run; a rerun with every chunk on disk computes nothing."""
+    targets, classes, betas = _dirichlet_targets(random_teacher, 4)  # 40 rows: 16 + 16 + 8
+    method = impressions.impressions_method(random_teacher, num_steps=4)
+    kwargs = dict(classes=classes, betas=betas, seed=3, chunk_size=16, steps_per_call=2)
+    straight = runner.synthesize(method, random_teacher, targets, workdir=str(tmp_path / "a"),
+                                 **kwargs)
+
+    original_check = runner._check_finite
+    computed = []
+
+    def interrupt_in_chunk_1(losses, name, chunk, first_step):
+        if chunk == 1:
+            raise Interrupt
+        original_check(losses, name, chunk, first_step)
+
+    def record(losses, name, chunk, first_step):
+        computed.append(chunk)
+        original_check(losses, name, chunk, first_step)
+
+    workdir = str(tmp_path / "b")
+    monkeypatch.setattr(runner, "_check_finite", interrupt_in_chunk_1)
+    with pytest.raises(Interrupt):
+        runner.synthesize(method, random_teacher, targets, workdir=workdir, **kwargs)
+    assert not os.path.exists(os.path.join(workdir, runner.TRANSFER_SET_FILE))
+
+    monkeypatch.setattr(runner, "_check_finite", record)
+    resumed = runner.synthesize(method, random_teacher, targets, workdir=workdir, **kwargs)
+    assert computed == [1, 1, 2, 2]  # two calls of 2 steps for each unfinished chunk
+    for name in ("images", "logits", "targets", "classes", "betas", "chunks"):
+        assert np.array_equal(getattr(straight, name), getattr(resumed, name)), name
+    np.testing.assert_array_equal(resumed.chunks, np.repeat([0, 1, 2], [16, 16, 8]))
+
+    # All chunks on disk but no final file: reassembled from the chunks alone.
+    os.remove(os.path.join(workdir, runner.TRANSFER_SET_FILE))
+    computed.clear()
+    again = runner.synthesize(method, random_teacher, targets, workdir=workdir, **kwargs)
+    assert computed == []
+    assert np.array_equal(again.images, straight.images)
+    assert np.array_equal(again.logits, straight.logits)
+
+
+_SHARDED_SYNTHESIS = textwrap.dedent("""
+    import sys, jax, numpy as np
+    jax.config.update("jax_num_cpu_devices", int(sys.argv[1]))
+    from jaxinv import models, train
+    from jaxinv.synthesis import dirichlet, impressions, runner
+    from jaxinv.teacher import Teacher
+    model = models.get_model("lenet5")
+    abstract = jax.eval_shape(lambda: train.init_variables(model, jax.random.key(0), (32, 32, 1)))
+    rng = np.random.default_rng(0)
+    variables = jax.tree.map(lambda s: (rng.normal(size=s.shape) / np.sqrt(
+        np.prod(s.shape[:-1]) if s.ndim > 1 else 10.0)).astype(s.dtype), abstract)
+    teacher = Teacher(model=model, variables=variables, image_shape=(32, 32, 1))
+    similarity = dirichlet.class_similarity(teacher.head()[0])
+    targets, classes, betas = map(np.asarray, dirichlet.dirichlet_targets(
+        jax.random.key(1), similarity, (1.0, 0.1), 4))
+    method = impressions.impressions_method(teacher, num_steps=6)
+    ts = runner.synthesize(method, teacher, targets[:32], classes=classes[:32],
+                           betas=betas[:32], seed=5, chunk_size=16, workdir=sys.argv[2])
+    np.savez(sys.argv[3], images=ts.images, logits=ts.logits)
+    print(jax.device_count())
+""")
+
+
+def test_eight_simulated_devices_match_one(tmp_path):
+    """The example axis is sharded over 8 devices; every example's optimisation is its own,
+    so the TransferSet is bit-identical to the one made on a single device."""
+    outputs = {}
+    for devices in (1, 8):
+        out = tmp_path / f"set_{devices}.npz"
+        proc = subprocess.run(
+            [sys.executable, "-c", _SHARDED_SYNTHESIS, str(devices),
+             str(tmp_path / f"run_{devices}"), str(out)],
+            capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.strip().splitlines()[-1] == str(devices)
+        with np.load(out) as f:
+            outputs[devices] = dict(f)
+    assert not np.array_equal(outputs[1]["images"][0], outputs[1]["images"][1])
+    np.testing.assert_array_equal(outputs[1]["images"], outputs[8]["images"])
+    np.testing.assert_array_equal(outputs[1]["logits"], outputs[8]["logits"])
+
+
+def _nan_method(teacher: Teacher) -> runner.SynthesisMethod:
+    """Pixels of examples aiming at class 0 fall by 0.15 a step; the objective is NaN once
+    they are negative (step 4). Examples aiming elsewhere do not move and stay finite."""
+    def init_fn(rng, targets):
+        del rng
+        return jnp.full((targets.shape[0], *teacher.image_shape), 0.5)
+
+    def loss_fn(teacher_variables, images, targets, rng):
+        del teacher_variables, rng
+        descent = jnp.sum(images) * targets[:, 0].sum()
+        return descent + jnp.where(jnp.min(images) < 0, jnp.nan, 0.0)
+
+    return runner.SynthesisMethod(name="nan_method", init_fn=init_fn, loss_fn=loss_fn,
+                                  optimizer=optax.sgd(0.15), num_steps=6, project_fn=None)
+
+
+def test_nan_objective_stops_naming_method_chunk_and_step(random_teacher, tmp_path):
+    """A NaN objective raises FloatingPointError with method, chunk and step; the finished
+    chunk 0 stays on disk, nothing of chunk 1 is written and no TransferSet is assembled."""
+    classes = np.repeat([1, 0], 16)
+    targets = np.eye(10, dtype=np.float32)[classes]
+    with pytest.raises(FloatingPointError, match=r"nan_method: .*nan in chunk 1 at step 4;"):
+        runner.synthesize(_nan_method(random_teacher), random_teacher, targets,
+                          classes=classes, betas=np.zeros(32), seed=0, chunk_size=16,
+                          workdir=str(tmp_path), steps_per_call=2)
+    with checkpoint.Checkpoints(str(tmp_path / "chunks")) as ckpts:
+        assert ckpts.all_steps() == [0]
+    assert not (tmp_path / runner.TRANSFER_SET_FILE).exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(seed=1), "seed: 0 -> 1"),
+    (dict(learning_rate=0.01), "method_config.learning_rate: 0.05 -> 0.01"),
+])
+def test_workdir_of_another_config_is_refused(random_teacher, tmp_path, change, message):
+    """Resuming chunks made with another seed or learning rate would mix two runs: refused,
+    and the workdir is left as it was."""
+    targets, classes, betas = _dirichlet_targets(random_teacher, 2)
+    kwargs = dict(classes=classes[:16], betas=betas[:16], chunk_size=16, workdir=str(tmp_path))
+    runner.synthesize(impressions.impressions_method(random_teacher, num_steps=2),
+                      random_teacher, targets[:16], seed=0, **kwargs)
+    before = sorted(os.walk(tmp_path))
+    record = json.load(open(tmp_path / "synthesis.json"))
+    method = impressions.impressions_method(
+        random_teacher, num_steps=2, learning_rate=change.get("learning_rate", 0.05))
+    with pytest.raises(ValueError, match=message):
+        runner.synthesize(method, random_teacher, targets[:16], seed=change.get("seed", 0),
+                          **kwargs)
+    assert sorted(os.walk(tmp_path)) == before
+    assert json.load(open(tmp_path / "synthesis.json")) == record
+
+
+# --- TransferSet ---------------------------------------------------------------------------------
+
+
+def _transfer_set(n: int = 12) -> TransferSet:
+    rng = np.random.default_rng(0)
+    targets = rng.dirichlet(np.ones(10), n).astype(np.float32)
+    return TransferSet(images=rng.random((n, 8, 8, 1), np.float32),
+                       logits=rng.normal(size=(n, 10)).astype(np.float32), targets=targets,
+                       classes=targets.argmax(-1).astype(np.int32),
+                       betas=np.full(n, 0.1, np.float32), chunks=np.repeat([0, 1], n // 2),
+                       method="data_impressions", seed=7,
+                       config={"temperature": 20.0, "schedule": "linear", "nested": {"a": [1]}})
+
+
+def test_transfer_set_roundtrip_without_pickle(tmp_path):
+    """save/load keeps every array and the metadata; the file opens with allow_pickle=False."""
+    original = _transfer_set()
+    path = str(tmp_path / "set.npz")
+    original.save(path)
+    with np.load(path, allow_pickle=False) as f:
+        assert f["images"].dtype == np.float32 and json.loads(str(f["meta"]))["seed"] == 7
+    loaded = TransferSet.load(path)
+    for name in ("images", "logits", "targets", "classes", "betas", "chunks"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(original, name))
+    assert (loaded.method, loaded.seed, loaded.config) == (original.method, 7, original.config)
+    assert not [p for p in os.listdir(tmp_path) if "tmp" in p]
+
+
+def test_transfer_set_subset_and_shape_check(tmp_path):
+    """subset keeps rows aligned across arrays; a student of another input shape is refused;
+    a file that is not a TransferSet is refused."""
+    original = _transfer_set()
+    part = original.subset(np.array([5, 0, 11]))
+    assert len(part) == 3
+    np.testing.assert_array_equal(part.images, original.images[[5, 0, 11]])
+    np.testing.assert_array_equal(part.classes, original.classes[[5, 0, 11]])
+    np.testing.assert_array_equal(part.chunks, [0, 0, 1])
+    assert part.method == original.method and part.seed == original.seed
+    original.check_image_shape((8, 8, 1))
+    with pytest.raises(ValueError, match=r"shape \(8, 8, 1\) but the student takes \(32, 32, 1\)"):
+        original.check_image_shape((32, 32, 1))
+    np.savez(tmp_path / "other.npz", images=original.images)
+    with pytest.raises(ValueError, match="not a TransferSet file"):
+        TransferSet.load(str(tmp_path / "other.npz"))
+    with pytest.raises(ValueError, match="logits has 3 rows but there are 12 images"):
+        TransferSet(**{**original.__dict__, "logits": original.logits[:3]})
+
+
+# --- Bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0])
+def test_temperature_must_be_positive(random_teacher, temperature):
+    """τ ≤ 0 has no meaning for a softened softmax and is refused up front."""
+    with pytest.raises(ValueError, match="temperature τ must be > 0"):
+        impressions.impressions_method(random_teacher, temperature=temperature)
+
+
+def test_chunk_size_must_divide_over_devices(random_teacher, tmp_path):
+    """A chunk of 12 cannot be split over the 8 devices: refused before the workdir exists."""
+    targets, classes, betas = _dirichlet_targets(random_teacher, 2)
+    with pytest.raises(ValueError, match="chunk_size = 12 is not a multiple of the 8 devices"):
+        runner.synthesize(impressions.impressions_method(random_teacher, num_steps=2),
+                          random_teacher, targets, classes=classes, betas=betas, seed=0,
+                          chunk_size=12, workdir=str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
