@@ -70,6 +70,12 @@ def distill_and_evaluate(student_name: str, teacher: Teacher, images: np.ndarray
     Returns:
       {"test_accuracy" (%), "seconds", "num_images"}; also written to `workdir/results.json`.
     """
+    for what, shape in (("transfer images", images.shape[1:]),
+                        (f"{test.name} test images", test.images.shape[1:])):
+        if tuple(shape) != tuple(teacher.image_shape):
+            raise ValueError(f"The {what} have shape {tuple(shape)} but the teacher and student "
+                             f"take {tuple(teacher.image_shape)}; resize them or synthesise "
+                             "from a teacher with the student's input shape.")
     student = models.get_model(student_name, num_classes=teacher.num_classes)
     train.check_input_shape(student, images.shape[1:])
     os.makedirs(workdir, exist_ok=True)

@@ -25,6 +25,8 @@ from tqdm import tqdm
 from jaxinv import augment, checkpoint, data, losses, models, parallel, report
 from jaxinv import workdir as workdir_lib
 
+_SYNC_EVERY = 20
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -227,6 +229,10 @@ def fit(model: nn.Module, train_images: np.ndarray, targets: np.ndarray, *,
                 report.append_metrics(workdir, done, measurements)
             if done % config.checkpoint_every == 0 or done == config.num_steps:
                 ckpts.save(done, state)
+            if done % _SYNC_EVERY == 0:
+                # Bounds how far the host runs ahead of the devices: with many simulated CPU
+                # devices on few cores, hundreds of queued steps can starve XLA's collectives.
+                jax.block_until_ready(measurements)
             if step_callback is not None:
                 step_callback(done, measurements)
         ckpts.wait()
@@ -296,6 +302,8 @@ def load_trained(workdir: str) -> tuple[nn.Module, dict, tuple[int, ...]]:
             raise FileNotFoundError(f"{workdir}/checkpoints holds no finished checkpoint; "
                                     "rerun the training command to finish it.")
         tx = make_optimizer(config.optimizer, config.num_steps)
-        state, _ = ckpts.restore(step, create_train_state(model, tx, jax.random.key(0),
-                                                          image_shape))
+        # Only shapes and shardings are needed: eval_shape skips compiling the initialiser.
+        like = jax.eval_shape(
+            lambda: create_train_state(model, tx, jax.random.key(0), image_shape))
+        state, _ = ckpts.restore(step, like)
     return model, state.variables, image_shape

@@ -35,7 +35,13 @@ def _data_dir_or_skip() -> str:
 
 
 @pytest.fixture(scope="session")
-def mnist_teacher(tmp_path_factory):
+def session_data_dir() -> str:
+    """`data_dir` for session- and module-scoped fixtures."""
+    return _data_dir_or_skip()
+
+
+@pytest.fixture(scope="session")
+def mnist_teacher(session_data_dir, tmp_path_factory):
     """A real LeNet-5 MNIST teacher (150 steps on 2048 images, ~90 % test accuracy), trained once.
 
     Returns the `Teacher` loaded by path, as a user of `jaxinv train` would get it.
@@ -51,7 +57,7 @@ def mnist_teacher(tmp_path_factory):
     config.log_every = 50
     workdir = str(tmp_path_factory.mktemp("mnist_teacher"))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("JAXINV_DATA_DIR", _data_dir_or_skip())
+        patch.setenv("JAXINV_DATA_DIR", session_data_dir)
         results = train.train_and_evaluate(config, workdir)
     assert results["test_accuracy"] > 85.0, results
     return teacher.load_teacher(workdir)

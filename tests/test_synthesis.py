@@ -73,18 +73,18 @@ def test_data_impressions_raise_agreement_and_lower_ce(mnist_teacher, mnist_impr
 
 def test_class_impressions_reach_high_agreement(mnist_teacher, tmp_path):
     """One-hot targets (Class Impressions, the β → 0 limit) are also reached from noise."""
-    targets, classes, betas = map(np.asarray, dirichlet.one_hot_targets(10, 8))
-    method = impressions.impressions_method(mnist_teacher, num_steps=100, learning_rate=0.05,
+    targets, classes, betas = map(np.asarray, dirichlet.one_hot_targets(10, 4))
+    method = impressions.impressions_method(mnist_teacher, num_steps=50, learning_rate=0.05,
                                             name="class_impressions")
     noise = method.init_fn(jax.random.key(0), jnp.asarray(targets))
     init_agreement = _agreement(np.asarray(mnist_teacher.logits(noise)), targets)
     transfer_set = runner.synthesize(method, mnist_teacher, targets, classes=classes,
-                                     betas=betas, seed=0, chunk_size=80, workdir=str(tmp_path))
+                                     betas=betas, seed=0, chunk_size=40, workdir=str(tmp_path))
     final_agreement = _agreement(transfer_set.logits, targets)
     print(f"CI agreement {init_agreement:.3f} -> {final_agreement:.3f}")
     assert init_agreement < 0.3
     assert final_agreement > 0.95
-    np.testing.assert_array_equal(transfer_set.betas, np.zeros(80))
+    np.testing.assert_array_equal(transfer_set.betas, np.zeros(40))
 
 
 # --- Resume, devices, NaN, foreign workdirs ---------------------------------------------------
@@ -163,16 +163,16 @@ _SHARDED_SYNTHESIS = textwrap.dedent("""
 def test_eight_simulated_devices_match_one(tmp_path):
     """The example axis is sharded over 8 devices; every example's optimisation is its own,
     so the TransferSet is bit-identical to the one made on a single device."""
+    procs = {devices: subprocess.Popen(
+        [sys.executable, "-c", _SHARDED_SYNTHESIS, str(devices),
+         str(tmp_path / f"run_{devices}"), str(tmp_path / f"set_{devices}.npz")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for devices in (1, 8)}
     outputs = {}
-    for devices in (1, 8):
-        out = tmp_path / f"set_{devices}.npz"
-        proc = subprocess.run(
-            [sys.executable, "-c", _SHARDED_SYNTHESIS, str(devices),
-             str(tmp_path / f"run_{devices}"), str(out)],
-            capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert proc.stdout.strip().splitlines()[-1] == str(devices)
-        with np.load(out) as f:
+    for devices, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-3000:]
+        assert stdout.strip().splitlines()[-1] == str(devices)
+        with np.load(tmp_path / f"set_{devices}.npz") as f:
             outputs[devices] = dict(f)
     assert not np.array_equal(outputs[1]["images"][0], outputs[1]["images"][1])
     np.testing.assert_array_equal(outputs[1]["images"], outputs[8]["images"])
@@ -209,24 +209,20 @@ def test_nan_objective_stops_naming_method_chunk_and_step(random_teacher, tmp_pa
     assert not (tmp_path / runner.TRANSFER_SET_FILE).exists()
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(seed=1), "seed: 0 -> 1"),
-    (dict(learning_rate=0.01), "method_config.learning_rate: 0.05 -> 0.01"),
-])
-def test_workdir_of_another_config_is_refused(random_teacher, tmp_path, change, message):
+def test_workdir_of_another_config_is_refused(random_teacher, tmp_path):
     """Resuming chunks made with another seed or learning rate would mix two runs: refused,
-    and the workdir is left as it was."""
+    saying what differs, and the workdir is left as it was."""
     targets, classes, betas = _dirichlet_targets(random_teacher, 2)
     kwargs = dict(classes=classes[:16], betas=betas[:16], chunk_size=16, workdir=str(tmp_path))
-    runner.synthesize(impressions.impressions_method(random_teacher, num_steps=2),
-                      random_teacher, targets[:16], seed=0, **kwargs)
+    method = impressions.impressions_method(random_teacher, num_steps=2)
+    runner.synthesize(method, random_teacher, targets[:16], seed=0, **kwargs)
     before = sorted(os.walk(tmp_path))
     record = json.load(open(tmp_path / "synthesis.json"))
-    method = impressions.impressions_method(
-        random_teacher, num_steps=2, learning_rate=change.get("learning_rate", 0.05))
-    with pytest.raises(ValueError, match=message):
-        runner.synthesize(method, random_teacher, targets[:16], seed=change.get("seed", 0),
-                          **kwargs)
+    with pytest.raises(ValueError, match=r"different synthesis run(.|\n)*seed: 0 -> 1"):
+        runner.synthesize(method, random_teacher, targets[:16], seed=1, **kwargs)
+    other_lr = impressions.impressions_method(random_teacher, num_steps=2, learning_rate=0.01)
+    with pytest.raises(ValueError, match="method_config.learning_rate: 0.05 -> 0.01"):
+        runner.synthesize(other_lr, random_teacher, targets[:16], seed=0, **kwargs)
     assert sorted(os.walk(tmp_path)) == before
     assert json.load(open(tmp_path / "synthesis.json")) == record
 

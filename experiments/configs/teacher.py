@@ -17,10 +17,11 @@ import ml_collections
 # MNIST/FMNIST at 32x32 as the paper resizes them, USPS upsampled 16->32. Plain training stops
 # at 99.1 % on MNIST, so small shifts, zooms and rotations (never flips for digits) are used.
 _DIGIT_AUGMENT = dict(scale=0.1, translate=0.08, rotate_degrees=10.0, hflip=False)
+_NO_AUGMENT = dict(scale=0.0, translate=0.0, rotate_degrees=0.0, hflip=False)
 _RECIPES = {
     "mnist": (15, 2e-3, _DIGIT_AUGMENT),
-    "fashion_mnist": (20, 2e-3, dict(scale=0.05, translate=0.06, rotate_degrees=0.0,
-                                     hflip=True)),
+    # With augmentation LeNet-5 underfits Fashion-MNIST (90.2 %, train loss 0.27), so none.
+    "fashion_mnist": (25, 2e-3, _NO_AUGMENT),
     "usps": (30, 2e-3, _DIGIT_AUGMENT),
 }
 _TRAIN_SIZES = {"mnist": 60000, "fashion_mnist": 60000, "usps": 7291}
@@ -49,7 +50,5 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     config.optimizer = ml_collections.ConfigDict(dict(
         name="adam", learning_rate=learning_rate, schedule="cosine", weight_decay=0.0,
         momentum=0.9))
-    config.augment = ml_collections.ConfigDict(
-        augmentation if not smoke else dict(scale=0.0, translate=0.0, rotate_degrees=0.0,
-                                            hflip=False))
+    config.augment = ml_collections.ConfigDict(_NO_AUGMENT if smoke else augmentation)
     return config

@@ -23,7 +23,7 @@ class DigitsCNN(nn.Module):
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         x = nn.relu(nn.Conv(self.width, (3, 3))(images))
         x = nn.relu(nn.Conv(2 * self.width, (3, 3), strides=2)(x))
-        x = x.reshape(x.shape[0], -1)
+        x = x.reshape(*x.shape[:-3], -1)  # works batched and unbatched (under vmap)
         x = nn.relu(nn.Dense(4 * self.width)(x))
         self.sow("intermediates", "features", x)
         return nn.Dense(self.num_classes, name="head")(x)

@@ -1,0 +1,114 @@
+"""`jaxinv run experiments/configs/zskd.py:smoke`: teacher → Data Impressions → student → report,
+resumed on rerun, refused for a changed config, and bad input refused before anything is written."""
+
+import json
+import os
+import time
+
+import pytest
+
+from jaxinv import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(REPO, "experiments", "configs", "zskd.py") + ":smoke"
+RESULT_KEYS = {"dataset", "test_note", "teacher_test_accuracy", "zskd_student_test_accuracy",
+               "num_impressions", "method", "teacher_target_agreement", "paper",
+               "stage_seconds", "similarity_check"}
+
+
+def _tree(workdir: str) -> dict[str, float]:
+    """Every file under `workdir` with its modification time."""
+    return {os.path.join(root, name): os.stat(os.path.join(root, name)).st_mtime_ns
+            for root, _, names in os.walk(workdir) for name in names}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(session_data_dir, tmp_path_factory):
+    """One end-to-end smoke run: (workdir, results.json contents, wall seconds)."""
+    workdir = str(tmp_path_factory.mktemp("zskd") / "run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JAXINV_DATA_DIR", session_data_dir)
+        start = time.perf_counter()
+        status = cli.main(["run", SMOKE, "--workdir", workdir])
+        seconds = time.perf_counter() - start
+    assert status == 0
+    with open(os.path.join(workdir, "results.json")) as f:
+        return workdir, json.load(f), seconds
+
+
+def test_smoke_run_writes_results_and_figures(smoke_run):
+    """results.json holds the ZSKD numbers; the similarity heatmap and impression grid exist."""
+    workdir, results, _ = smoke_run
+    assert set(results) == RESULT_KEYS
+    assert results["method"] == "data_impressions" and results["dataset"] == "mnist"
+    assert results["num_impressions"] == 160  # 10 classes x 16
+    assert set(results["stage_seconds"]) == {"teacher", "synthesis", "distill"}
+    assert 0.0 <= results["zskd_student_test_accuracy"] <= 100.0
+    # Even 20 synthesis steps pull the teacher's argmax towards the targets (chance: 10 %).
+    assert results["teacher_target_agreement"] > 0.5
+    for part in ("off_diagonal", "whole_matrix"):
+        assert set(results["similarity_check"][part]) == {"pearson", "spearman"}
+    for name in ("similarity.png", "impressions.png"):
+        with open(os.path.join(workdir, "figures", name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    for sub in ("teacher/results.json", "synthesis/transfer_set.npz", "student/results.json",
+                "config.json"):
+        assert os.path.exists(os.path.join(workdir, sub)), sub
+
+
+def test_rerun_resumes_with_same_results(smoke_run, session_data_dir, monkeypatch, capsys):
+    """A rerun in the same workdir redoes no stage: same numbers, stored artefacts untouched,
+    and the synthesis stage is only a load."""
+    workdir, results, seconds = smoke_run
+    before = _tree(workdir)
+    monkeypatch.setenv("JAXINV_DATA_DIR", session_data_dir)
+    capsys.readouterr()
+    start = time.perf_counter()
+    assert cli.main(["run", SMOKE, "--workdir", workdir]) == 0
+    rerun_seconds = time.perf_counter() - start
+    again = json.loads(capsys.readouterr().out)
+    print(f"zskd smoke: first run {seconds:.1f} s, rerun {rerun_seconds:.1f} s")
+    results = dict(results)
+    timing, rerun_timing = results.pop("stage_seconds"), again.pop("stage_seconds")
+    assert again == results
+    assert rerun_timing["synthesis"] < timing["synthesis"]
+    assert rerun_seconds < seconds
+    after = _tree(workdir)
+    for path, mtime in before.items():
+        if "/checkpoints/" in path or "/chunks/" in path or path.endswith(".npz"):
+            assert after[path] == mtime, path
+    assert not set(after) - set(before)
+
+
+def test_rerun_with_other_seed_is_refused(smoke_run, session_data_dir, monkeypatch, capsys):
+    """--config.synthesis.seed=1 in a workdir made with seed 0 exits 2, says what differs and
+    writes nothing."""
+    workdir, _, _ = smoke_run
+    before = _tree(workdir)
+    monkeypatch.setenv("JAXINV_DATA_DIR", session_data_dir)
+    status = cli.main(["run", SMOKE, "--workdir", workdir, "--config.synthesis.seed=1"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "holds a run with a different config" in err and "synthesis.seed: 0 -> 1" in err
+    assert _tree(workdir) == before
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.synthesis.betas=()", "betas must hold at least one scaling factor"),
+    ("--config.synthesis.betas=(1.0,0.0)", "β must be > 0"),
+    ("--config.synthesis.betas=(1.0,-0.1)", "β must be > 0"),
+    ("--config.synthesis.num_per_class=1", "num_per_class=1 must be a positive multiple of "
+                                           "len(betas)=2"),
+    ("--config.synthesis.temperature=0", "temperatures τ must be > 0"),
+    ("--config.distill.temperature=-1", "temperatures τ must be > 0"),
+])
+def test_bad_input_exits_2_and_leaves_no_workdir(override, message, tmp_path, data_dir,
+                                                 monkeypatch, capsys):
+    """Each bad setting is refused with exit status 2 and a clear message, before the workdir
+    is created."""
+    monkeypatch.setenv("JAXINV_DATA_DIR", data_dir)
+    workdir = tmp_path / "w"
+    assert cli.main(["run", SMOKE, "--workdir", str(workdir), override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxinv: error: ") and message in err
+    assert not workdir.exists()
