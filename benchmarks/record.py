@@ -53,7 +53,8 @@ def record_teachers() -> str:
                      f"{results['train_seconds'] / 60:.1f}", f"`jaxinv {shlex.join(command)}`"))
     return "\n".join([
         "## Teachers (Data Impressions §4.1.1)", "", _stamp(),
-        "Wall time is the training loop of the first (uninterrupted) run on this machine.", "",
+        "Wall time is the training loop of the first run on this machine, while other jobs "
+        "shared its 2 cores, so it is an upper bound.", "",
         report.markdown_table(["teacher", "paper (%)", "bar", "jaxinv test (%)", "meets bar",
                                "train minutes", "command"], rows)])
 

@@ -261,6 +261,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     check_input_shape(model, train.images.shape[1:])
     augment_config = augment.from_config(config.get("augment", {}))
     resumed = workdir_lib.open_workdir(workdir, config)
+    results_path = os.path.join(workdir, "results.json")
+    if resumed and os.path.exists(results_path):
+        # A finished run is final: rerunning reports it rather than re-timing an empty loop.
+        return {**report.read_json(results_path), "resumed": True}
     start_time = time.perf_counter()
     state = fit(model, train.images, train.labels, loss_fn=losses.cross_entropy, config=config,
                 workdir=workdir, step_callback=step_callback,
@@ -274,7 +278,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         "images_per_second": config.batch_size * config.num_steps / max(train_seconds, 1e-9),
         "num_devices": jax.device_count(), "image_shape": list(train.images.shape[1:]),
     }
-    report.write_json(os.path.join(workdir, "results.json"), results)
+    report.write_json(results_path, results)
     return results
 
 
