@@ -7,18 +7,16 @@
   jaxinv run experiments/configs/transfer_size.py:smoke --workdir /tmp/fig34_smoke
 """
 
-import importlib.util
 import os
 
 import ml_collections
 
+from jaxinv import config_files
+
 
 def _zskd_config(arg: str) -> ml_collections.ConfigDict:
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zskd.py")
-    spec = importlib.util.spec_from_file_location("zskd_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    here = os.path.dirname(os.path.abspath(__file__))
+    return config_files.load_config(f"{os.path.join(here, 'zskd.py')}:{arg}")
 
 
 def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:

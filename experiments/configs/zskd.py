@@ -13,10 +13,11 @@ A trained teacher is reused by path with --config.teacher_workdir=runs/teacher_m
 it the teacher is trained inside the workdir from `config.teacher`.
 """
 
-import importlib.util
 import os
 
 import ml_collections
+
+from jaxinv import config_files
 
 _PAPER = {
     "mnist": {"teacher": 99.34, "student_kd": 99.25, "zskd": 98.77},
@@ -27,11 +28,8 @@ _NUM_PER_CLASS = {"mnist": 2400, "fashion_mnist": 4800}
 
 
 def _teacher_config(arg: str) -> ml_collections.ConfigDict:
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "teacher.py")
-    spec = importlib.util.spec_from_file_location("teacher_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    here = os.path.dirname(os.path.abspath(__file__))
+    return config_files.load_config(f"{os.path.join(here, 'teacher.py')}:{arg}")
 
 
 def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
