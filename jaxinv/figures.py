@@ -38,14 +38,15 @@ def similarity_heatmap(similarity: np.ndarray, class_names: Sequence[str], path:
     return _save(fig, path)
 
 
-def impression_grid(images: np.ndarray, targets: np.ndarray, class_names: Sequence[str],
-                    path: str, per_class: int = 4) -> str:
-    """Saves a grid of impressions, one row per class, each titled with its top-2 targets.
+def impression_grid(images: np.ndarray, targets: np.ndarray, classes: np.ndarray,
+                    class_names: Sequence[str], path: str, per_class: int = 4) -> str:
+    """Saves a grid of impressions, one row per class drawn, each titled with its top-2 targets.
 
     Args:
-      images: (N, H, W, C) in [0, 1]; targets: (N, K) the target probabilities.
+      images: (N, H, W, C) in [0, 1]; targets: (N, K) the target probabilities;
+      classes: (N,) the class each target was drawn for (a Dirichlet target's largest entry
+        need not be its own class).
     """
-    classes = targets.argmax(-1)
     k = len(class_names)
     fig, axes = plt.subplots(k, per_class, figsize=(1.7 * per_class, 1.8 * k))
     for c in range(k):

@@ -149,6 +149,9 @@ def zskd_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "zskd_student_test_accuracy": student["test_accuracy"],
         "num_impressions": len(transfer_set), "method": transfer_set.method,
         "teacher_target_agreement": agreement,
+        # With the paper's concentration β·c_k, a target's largest entry is often another class.
+        "target_argmax_is_drawn_class": float(np.mean(
+            transfer_set.targets.argmax(-1) == transfer_set.classes)),
         "paper": dict(config.get("paper", {})),
         "stage_seconds": stage_seconds,
     }
@@ -167,7 +170,8 @@ def zskd_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if transfer_set.method == "data_impressions":
         figures.similarity_heatmap(np.asarray(dirichlet.class_similarity(teacher.head()[0])),
                                    test.class_names, os.path.join(figures_dir, "similarity.png"))
-    figures.impression_grid(transfer_set.images, transfer_set.targets, test.class_names,
+    figures.impression_grid(transfer_set.images, transfer_set.targets, transfer_set.classes,
+                            test.class_names,
                             os.path.join(figures_dir, "impressions.png"))
     report.write_json(os.path.join(workdir, "results.json"), results)
     return results
