@@ -9,8 +9,8 @@
   # Seconds, for tests:
   jaxinv run experiments/configs/zskd.py:smoke --workdir /tmp/zskd_smoke
 
-A trained teacher is reused by path with --config.teacher_workdir=runs/teacher_mnist; without
-it the teacher is trained inside the workdir from `config.teacher`.
+A trained teacher is reused by path with --config.teacher_workdir=runs/teacher_mnist_plain;
+without it the teacher is trained inside the workdir from `config.teacher`.
 """
 
 import os
@@ -44,7 +44,9 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     config.task = "zskd"
     config.dataset = dataset
     config.image_size = 32
-    config.teacher = _teacher_config("smoke" if smoke else dataset)
+    # MNIST uses the teacher trained without augmentation (see teacher.py:mnist_plain).
+    config.teacher = _teacher_config(
+        "smoke" if smoke else {"mnist": "mnist_plain"}.get(dataset, dataset))
     config.teacher_workdir = ""
     config.student = "lenet5_half"
     config.paper = _PAPER[dataset]
