@@ -85,7 +85,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     parser.add_argument("--sizes", type=str, default="32,64,128,256,512,1024",
                         help="comma-separated chunk sizes of the scaling curve ('' skips it)")
-    parser.add_argument("--scaling_image_steps", type=int, default=8192,
+    parser.add_argument("--scaling_image_steps", type=int, default=4096,
                         help="work per scaling point: steps = max(10, this // size), so small "
                              "sizes run long enough to time")
     parser.add_argument("--teacher_workdir", type=str, default=None,

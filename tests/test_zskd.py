@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(REPO, "experiments", "configs", "zskd.py") + ":smoke"
 RESULT_KEYS = {"dataset", "test_note", "teacher_test_accuracy", "zskd_student_test_accuracy",
                "num_impressions", "method", "teacher_target_agreement", "paper",
-               "stage_seconds", "similarity_check"}
+               "stage_seconds", "similarity_check", "target_argmax_is_drawn_class"}
 
 
 def _tree(workdir: str) -> dict[str, float]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -245,8 +246,6 @@ def _assemble(ckpts: checkpoint.Checkpoints, plan: ChunkPlan, method: SynthesisM
 
 
 def _fingerprint(array: np.ndarray) -> str:
-    import hashlib
-
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
 
 
