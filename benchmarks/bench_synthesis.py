@@ -17,17 +17,22 @@ jaxinv is measured twice:
 - the bare compiled step loop, ``runner._run_steps`` on one chunk, so that the difference
   shows the engine's overhead.
 
-The PyTorch number is its bare step loop, so the end-to-end ratio is the conservative one.
-Weights do not change the work done, so a random teacher with a fixed seed is used unless
-``--teacher_workdir`` names a trained LeNet-5.
+PyTorch is measured with all its threads and with one: eager PyTorch's OpenMP threads wait
+for each other at every op, so on a loaded CPU its multi-threaded speed can drop 5-20x below
+its single-threaded speed. Ratios are taken to the faster of the two, and the PyTorch number
+is its bare step loop, so the end-to-end ratio is the conservative one. Weights do not change
+the work done, so a random teacher with a fixed seed is used unless ``--teacher_workdir``
+names a trained LeNet-5.
 
-Run from the repository root::
+Run from the repository root, on a quiet machine (the load average is recorded)::
 
     python benchmarks/bench_synthesis.py --chunk_size 256 --num_steps 100 --repeats 3 \
         --sizes 32,64,128,256,512,1024 [--write]
 
-``--write`` replaces the ``synthesis_speed`` section of BENCHMARKS.md; the scaling plot goes
-to ``benchmarks/figures/synthesis_scaling.png`` on every run.
+Prefixing ``taskset -c 0`` gives a per-core comparison that is less sensitive to other load.
+With the defaults a run takes about 5 minutes on 2 idle cores. ``--write`` replaces the
+``synthesis_speed`` section of BENCHMARKS.md; the scaling plot goes to
+``benchmarks/figures/synthesis_scaling.png`` on every run.
 """
 
 # ruff: noqa: E402  (the path set-up below has to run before the jaxinv imports)
@@ -95,7 +100,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="torch.set_num_threads; default: torch's own (all cores)")
     parser.add_argument("--write", action="store_true",
                         help="replace the synthesis_speed section of BENCHMARKS.md")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name in ("chunk_size", "num_steps", "num_chunks", "repeats", "scaling_image_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    return args
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,7 +359,8 @@ def plot_scaling(rows: Sequence[dict[str, float]], path: str, title: str) -> Non
     ratio_ax = ax.twinx()
     ratio_ax.plot(sizes, [row["ratio"] for row in rows], "k:", marker=".",
                   label="jaxinv / faster PyTorch (right)")
-    ratio_ax.axhline(TARGET_RATIO, color="grey", linewidth=0.8, linestyle="--")
+    ratio_ax.axhline(TARGET_RATIO, color="grey", linewidth=0.8, linestyle="--",
+                     label=f"{TARGET_RATIO:g}x bar (right)")
     ratio_ax.set_ylabel("jaxinv / faster PyTorch")
     # Headroom above the bar line so that it stays visible when every ratio is below it.
     ratio_ax.set_ylim(0, 1.2 * max(TARGET_RATIO, *(row["ratio"] for row in rows)))
@@ -456,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = measure_scaling(args, teacher, sizes)
     if rows:
         plot_scaling(rows, os.path.join(REPO_ROOT, FIGURE),
-                     f"DI synthesis, LeNet-5, {os.cpu_count()} CPU cores")
+                     f"DI synthesis, LeNet-5, {len(os.sched_getaffinity(0))} CPU core(s)")
     body = report_body(args, command, info, runs, rows, teacher_note)
     print("\n" + body)
     if args.write:

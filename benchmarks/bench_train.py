@@ -5,10 +5,11 @@ Both sides train LeNet-5 on 32x32x1 random images with 10-class cross-entropy an
 donating the state), on a state from :func:`jaxinv.train.create_train_state`, and places every
 batch with :func:`jaxinv.parallel.shard_batch` as :func:`jaxinv.train.fit` does. PyTorch is
 :func:`benchmarks.torch_reference.torch_train_throughput` (zero_grad, forward, backward, Adam
-step, eager). Both run in the same process, interleaved, best of ``--repeats``; jaxinv's
-compilation is excluded by a warm-up step.
+step, eager), with all its threads and with one (its multi-threaded speed collapses when other
+processes load the CPU); the ratio is to the faster. Both run in the same process,
+interleaved, best of ``--repeats``; jaxinv's compilation is excluded by a warm-up step.
 
-Run from the repository root::
+Run from the repository root, on a quiet machine (the load average is recorded)::
 
     python benchmarks/bench_train.py --batch_size 128 --num_steps 200 --repeats 3 [--write]
 
@@ -68,7 +69,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="torch.set_num_threads; default: torch's own (all cores)")
     parser.add_argument("--write", action="store_true",
                         help="replace the train_speed section of BENCHMARKS.md")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name in ("batch_size", "num_steps", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    return args
 
 
 def optimizer_config() -> ml_collections.ConfigDict:
