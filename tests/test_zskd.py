@@ -57,8 +57,8 @@ def test_smoke_run_writes_results_and_figures(smoke_run):
 
 
 def test_rerun_resumes_with_same_results(smoke_run, session_data_dir, monkeypatch, capsys):
-    """A rerun in the same workdir redoes no stage: same numbers, stored artefacts untouched,
-    and the synthesis stage is only a load."""
+    """A rerun of a finished workdir redoes nothing: it reports the stored results, timings
+    included, and touches no file."""
     workdir, results, seconds = smoke_run
     before = _tree(workdir)
     monkeypatch.setenv("JAXINV_DATA_DIR", session_data_dir)
@@ -68,16 +68,9 @@ def test_rerun_resumes_with_same_results(smoke_run, session_data_dir, monkeypatc
     rerun_seconds = time.perf_counter() - start
     again = json.loads(capsys.readouterr().out)
     print(f"zskd smoke: first run {seconds:.1f} s, rerun {rerun_seconds:.1f} s")
-    results = dict(results)
-    timing, rerun_timing = results.pop("stage_seconds"), again.pop("stage_seconds")
     assert again == results
-    assert rerun_timing["synthesis"] < timing["synthesis"]
     assert rerun_seconds < seconds
-    after = _tree(workdir)
-    for path, mtime in before.items():
-        if "/checkpoints/" in path or "/chunks/" in path or path.endswith(".npz"):
-            assert after[path] == mtime, path
-    assert not set(after) - set(before)
+    assert _tree(workdir) == before
 
 
 def test_rerun_with_other_seed_is_refused(smoke_run, session_data_dir, monkeypatch, capsys):
