@@ -147,6 +147,12 @@ def machine_markdown(info: dict[str, str]) -> str:
     return "\n".join(f"- {key}: {value}" for key, value in info.items())
 
 
+def section_header(title: str, command: str, info: dict[str, str]) -> list[str]:
+    """The opening lines of a BENCHMARKS.md speed section: title, date, command, machine."""
+    return [title, "", f"Date: {datetime.date.today().isoformat()}", "",
+            f"Command: `{command}`", "", "Machine:", "", machine_markdown(info), ""]
+
+
 def timed(fn: Callable[[], object]) -> float:
     """Wall-clock seconds of `fn()`; `fn` must block until its device work is done."""
     start = time.perf_counter()
@@ -409,16 +415,8 @@ def report_body(args: argparse.Namespace, command: str, info: dict[str, str],
     ratio = best["engine"] / torch_best
     verdict = "meets" if ratio >= TARGET_RATIO else "does NOT meet"
     lines = [
-        "## Data Impressions synthesis speed: jaxinv vs. eager PyTorch (LeNet-5, CPU)",
-        "",
-        f"Date: {datetime.date.today().isoformat()}",
-        "",
-        f"Command: `{command}`",
-        "",
-        "Machine:",
-        "",
-        machine_markdown(info),
-        "",
+        *section_header("## Data Impressions synthesis speed: jaxinv vs. eager PyTorch "
+                        "(LeNet-5, CPU)", command, info),
         f"Objective: CE(y, softmax(T(x)/{TEMPERATURE:g})) to Dirichlet targets, Adam "
         f"(lr {LEARNING_RATE:g}, constant), clip to [0, 1], {args.num_steps} steps per chunk; "
         f"teacher: {teacher_note}. PyTorch: `torch_reference.torch_di_synthesis_throughput` "

@@ -30,7 +30,6 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import argparse
-import datetime
 from collections.abc import Sequence
 
 import jax
@@ -45,6 +44,7 @@ from benchmarks.bench_synthesis import (
     command_line,
     machine_info,
     machine_markdown,
+    section_header,
     timed,
     torch_columns,
     torch_label,
@@ -162,16 +162,9 @@ def report_body(args: argparse.Namespace, command: str, info: dict[str, str],
         [[args.batch_size, args.num_steps, f"{best['jaxinv']:,.0f}",
           *(f"{best[key]:,.0f}" for key, _ in columns), f"{best['jaxinv'] / torch_best:.2f}x"]])
     return "\n".join([
-        "## Supervised training speed: jaxinv vs. eager PyTorch (LeNet-5, CPU)",
-        "",
-        f"Date: {datetime.date.today().isoformat()}",
-        "",
-        f"Command: `{command}`",
-        "",
-        "Machine:",
-        "",
-        machine_markdown(info),
-        "",
+        *section_header(
+            "## Supervised training speed: jaxinv vs. eager PyTorch (LeNet-5, CPU)", command,
+            info),
         f"LeNet-5 on random 32x32x1 images, 10-class cross-entropy, Adam (lr {LEARNING_RATE:g}). "
         "jaxinv: `train.make_train_step` (jitted, donated state) with each batch placed by "
         "`parallel.shard_batch`; PyTorch: `torch_reference.torch_train_throughput` (eager, one "
