@@ -5,7 +5,7 @@ distil students, adapt to new domains, learn new classes and probe robustness.
 """
 
 from jaxinv.data import load_dataset
-from jaxinv.distill import distill, distill_and_evaluate
+from jaxinv.distill import distill_and_evaluate
 from jaxinv.synthesis.dirichlet import class_similarity, dirichlet_targets, one_hot_targets
 from jaxinv.synthesis.impressions import impressions_method
 from jaxinv.synthesis.runner import SynthesisMethod, synthesize
@@ -22,7 +22,6 @@ __all__ = [
     "TransferSet",
     "class_similarity",
     "dirichlet_targets",
-    "distill",
     "distill_and_evaluate",
     "impressions_method",
     "load_dataset",
