@@ -11,12 +11,10 @@ import argparse
 import json
 import sys
 
-from jaxinv import config_files
+from jaxinv import config_files, demo, train, transfer_size, zskd
 
 
 def _tasks() -> dict:
-    # Imported lazily so `jaxinv --help` answers without loading jax.
-    from jaxinv import demo, train, transfer_size, zskd
     return {"train": train.train_and_evaluate, "zskd": zskd.zskd_and_evaluate,
             "transfer_size": transfer_size.transfer_size_and_evaluate, "demo": demo.run_demo}
 

@@ -16,13 +16,7 @@ _SIBLING_DATA_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "da
 @pytest.fixture
 def data_dir() -> str:
     """The folder of real npz datasets: $JAXINV_DATA_DIR, else ../shared/data next to the repo."""
-    path = os.environ.get("JAXINV_DATA_DIR")
-    if path:
-        return path
-    if _SIBLING_DATA_DIR.is_dir():
-        return str(_SIBLING_DATA_DIR)
-    pytest.skip("real datasets not found: set JAXINV_DATA_DIR to the folder holding mnist.npz "
-                "and the other files described in shared/data/README.md")
+    return _data_dir_or_skip()
 
 
 def _data_dir_or_skip() -> str:
@@ -31,7 +25,8 @@ def _data_dir_or_skip() -> str:
         return path
     if _SIBLING_DATA_DIR.is_dir():
         return str(_SIBLING_DATA_DIR)
-    pytest.skip("real datasets not found: set JAXINV_DATA_DIR (see shared/data/README.md)")
+    pytest.skip("real datasets not found: set JAXINV_DATA_DIR to the folder holding mnist.npz "
+                "and the other files described in shared/data/README.md")
 
 
 @pytest.fixture(scope="session")
