@@ -293,3 +293,55 @@ def test_chunk_size_must_divide_over_devices(random_teacher, tmp_path):
                           random_teacher, targets, classes=classes, betas=betas, seed=0,
                           chunk_size=12, workdir=str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
+
+
+def test_micro_batch_changes_nothing_but_memory(random_teacher, tmp_path):
+    """Gradients computed 4 examples at a time or 64 at a time give the same TransferSet, up to
+    float rounding (XLA blocks a convolution differently for different batch sizes)."""
+    targets, classes, betas = _dirichlet_targets(random_teacher, 4)
+    method = impressions.impressions_method(random_teacher, num_steps=4)
+    sets = [runner.synthesize(method, random_teacher, targets, classes=classes, betas=betas,
+                              seed=3, chunk_size=40, workdir=str(tmp_path / str(micro)),
+                              micro_batch=micro) for micro in (4, 64)]
+    np.testing.assert_allclose(sets[0].images, sets[1].images, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(sets[0].logits, sets[1].logits, rtol=1e-4, atol=1e-4)
+
+
+def _group_spread_method(group_size: int) -> runner.SynthesisMethod:
+    """Each member's mean pixel is pulled to its target's first entry, and the group's mean of
+    means to 0.5, so the members of a group move together."""
+    def init_fn(rng, targets):
+        return jax.random.uniform(rng, (targets.shape[0], 32, 32, 1))
+
+    def loss_fn(teacher_variables, images, targets, rng):
+        del teacher_variables, rng
+        means = images.mean(axis=(1, 2, 3))
+        return jnp.sum((means - targets[:, 0]) ** 2) + (means.mean() - 0.5) ** 2
+
+    # SGD at the pixel count: every pixel of an image gets the same gradient, so the step on an
+    # image's mean is 2 (m - t) + 2 (group mean - 0.5) / g.
+    return runner.SynthesisMethod(name="group_spread", init_fn=init_fn, loss_fn=loss_fn,
+                                  optimizer=optax.sgd(0.1 * 32 * 32), num_steps=3,
+                                  project_fn=None, group_size=group_size)
+
+
+def test_groups_are_optimised_jointly_and_must_not_span_devices(random_teacher, tmp_path):
+    """Groups of 2 on 8 devices follow the coupled dynamics worked out by hand, even with a
+    micro-batch smaller than a group; 4 groups cannot be split over 8 devices and are refused
+    before anything is written."""
+    targets, classes, betas = (x[:16] for x in _dirichlet_targets(random_teacher, 2))
+    kwargs = dict(classes=classes, betas=betas, seed=0, chunk_size=16)
+    method = _group_spread_method(2)
+    result = runner.synthesize(method, random_teacher, targets, workdir=str(tmp_path / "g2"),
+                               micro_batch=1, **kwargs)
+    init_rng, _ = jax.random.split(jax.random.fold_in(jax.random.key(0), 0))
+    means = np.asarray(method.init_fn(init_rng, targets)).mean(axis=(1, 2, 3))
+    for _ in range(method.num_steps):
+        group_means = means.reshape(-1, 2).mean(axis=1).repeat(2)
+        means = means - 0.1 * (2 * (means - targets[:, 0]) + (group_means - 0.5))
+    np.testing.assert_allclose(result.images.mean(axis=(1, 2, 3)), means, atol=1e-5)
+
+    with pytest.raises(ValueError, match=r"chunk_size / group_size \(16 / 4\) = 4"):
+        runner.synthesize(_group_spread_method(4), random_teacher, targets,
+                          workdir=str(tmp_path / "g4"), **kwargs)
+    assert not (tmp_path / "g4").exists()

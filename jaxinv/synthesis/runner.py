@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import PartitionSpec
 from tqdm import tqdm
 
 from jaxinv import checkpoint, parallel, report
@@ -29,6 +30,9 @@ from jaxinv.synthesis.transfer_set import TransferSet
 from jaxinv.teacher import Teacher
 
 TRANSFER_SET_FILE = "transfer_set.npz"
+# Examples per vmapped gradient micro-batch: on a 2-core CPU, LeNet-5 activations of 64 images
+# stay in cache, where a vmapped chunk of 2,400 runs 1.5x slower per image (BENCHMARKS.md).
+DEFAULT_MICRO_BATCH = 64
 
 
 def clip_to_unit_box(params: jax.Array) -> jax.Array:
@@ -74,28 +78,50 @@ def _agreement(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return jnp.mean(logits.argmax(-1) == targets.argmax(-1))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2), donate_argnums=(4, 5))
-def _run_steps(method: SynthesisMethod, teacher: Teacher, num_steps: int, teacher_variables,
-               params, opt_state, targets, chunk_rng, first_step):
+def _local_losses_and_grads(method: SynthesisMethod, micro_batch: int, teacher_variables,
+                            grouped_params, grouped_targets, group_rngs):
+    """Per-group losses and parameter gradients of the groups held by one device.
+
+    The groups are processed `micro_batch` examples at a time (vmapped within a micro-batch,
+    looped across them). Groups never interact, so this changes only the memory footprint: on
+    CPU a large vmapped batch spills the caches and runs slower per example.
+    """
+    value_and_grad = jax.value_and_grad(method.loss_fn, argnums=1)
+
+    def one_group(args):
+        params, targets, rng = args
+        return value_and_grad(teacher_variables, params, targets, rng)
+
+    return jax.lax.map(one_group, (grouped_params, grouped_targets, group_rngs),
+                       batch_size=max(1, micro_batch // method.group_size))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3), donate_argnums=(5, 6))
+def _run_steps(method: SynthesisMethod, teacher: Teacher, num_steps: int, micro_batch: int,
+               teacher_variables, params, opt_state, targets, chunk_rng, first_step):
     """`num_steps` optimisation steps from step `first_step`; returns per-step mean losses."""
     num_groups = targets.shape[0] // method.group_size
     grouped_targets = _grouped(targets, method.group_size)
-
-    def total_loss(params, step_rng):
-        group_rngs = jax.random.split(step_rng, num_groups)
-        per_group = jax.vmap(method.loss_fn, in_axes=(None, 0, 0, 0))(
-            teacher_variables, _grouped(params, method.group_size), grouped_targets, group_rngs)
-        # A sum, not a mean, so each example's gradient is independent of the chunk size.
-        return per_group.sum()
+    data = PartitionSpec(parallel.DATA_AXIS)
+    # shard_map keeps each device's micro-batch loop on its own groups.
+    losses_and_grads = jax.shard_map(
+        functools.partial(_local_losses_and_grads, method, micro_batch),
+        mesh=parallel.data_mesh(), in_specs=(PartitionSpec(), data, data, data),
+        out_specs=(data, data))
 
     def step_fn(carry, step):
         params, opt_state = carry
-        loss, grads = jax.value_and_grad(total_loss)(params, jax.random.fold_in(chunk_rng, step))
+        group_rngs = jax.random.split(jax.random.fold_in(chunk_rng, step), num_groups)
+        group_losses, grouped_grads = losses_and_grads(
+            teacher_variables, _grouped(params, method.group_size), grouped_targets, group_rngs)
+        # The objective is the sum over groups, so each example's gradient is its own group's,
+        # independent of the chunk size.
+        grads = jax.tree.map(lambda g, p: g.reshape(p.shape), grouped_grads, params)
         updates, opt_state = method.optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         if method.project_fn is not None:
             params = method.project_fn(params)
-        return (params, opt_state), loss / targets.shape[0]
+        return (params, opt_state), group_losses.sum() / targets.shape[0]
 
     (params, opt_state), losses = jax.lax.scan(step_fn, (params, opt_state),
                                                first_step + jnp.arange(num_steps))
@@ -132,7 +158,7 @@ class ChunkPlan:
 
 
 def _validate(method: SynthesisMethod, targets: jax.Array, chunk_size: int,
-              steps_per_call: int) -> None:
+              steps_per_call: int, micro_batch: int) -> None:
     if method.num_steps < 1:
         raise ValueError(f"{method.name}: num_steps must be ≥ 1, got {method.num_steps}.")
     if targets.ndim != 2 or len(targets) == 0:
@@ -141,6 +167,11 @@ def _validate(method: SynthesisMethod, targets: jax.Array, chunk_size: int,
         raise ValueError(f"chunk_size {chunk_size} is not a multiple of the group size "
                          f"{method.group_size} of {method.name}.")
     parallel.check_divisible(chunk_size, "chunk_size")
+    # Each device must hold whole groups: group statistics are never split across devices.
+    parallel.check_divisible(chunk_size // method.group_size,
+                             f"chunk_size / group_size ({chunk_size} / {method.group_size})")
+    if micro_batch < 1:
+        raise ValueError(f"micro_batch must be ≥ 1, got {micro_batch}.")
     if method.num_steps % steps_per_call:
         raise ValueError(f"num_steps {method.num_steps} is not a multiple of steps_per_call "
                          f"{steps_per_call}.")
@@ -153,7 +184,8 @@ def _pad_to(x: np.ndarray, size: int) -> np.ndarray:
 
 def synthesize(method: SynthesisMethod, teacher: Teacher, targets: np.ndarray, *,
                classes: np.ndarray, betas: np.ndarray, seed: int, chunk_size: int,
-               workdir: str, steps_per_call: int | None = None) -> TransferSet:
+               workdir: str, steps_per_call: int | None = None,
+               micro_batch: int = DEFAULT_MICRO_BATCH) -> TransferSet:
     """Synthesises one example per target row, in resumable chunks written to `workdir`.
 
     Args:
@@ -167,6 +199,8 @@ def synthesize(method: SynthesisMethod, teacher: Teacher, targets: np.ndarray, *
         with the same arguments resumes at the first unfinished chunk.
       steps_per_call: steps per compiled call (the progress bar updates in between); defaults
         to all steps of a chunk.
+      micro_batch: examples whose gradients are computed together on one device within a step
+        (rounded to whole groups). A memory/cache knob only: results change by float rounding.
 
     Returns:
       The TransferSet, bit-identical whether or not the run was interrupted.
@@ -177,7 +211,7 @@ def synthesize(method: SynthesisMethod, teacher: Teacher, targets: np.ndarray, *
     """
     targets = np.asarray(targets, np.float32)
     steps_per_call = steps_per_call or method.num_steps
-    _validate(method, targets, chunk_size, steps_per_call)
+    _validate(method, targets, chunk_size, steps_per_call, micro_batch)
     plan = ChunkPlan(len(targets), chunk_size)
     run_record = {"method": method.name, "method_config": method.config, "seed": seed,
                   "chunk_size": chunk_size, "num_examples": plan.num_examples,
@@ -204,8 +238,8 @@ def synthesize(method: SynthesisMethod, teacher: Teacher, targets: np.ndarray, *
                                                chunk_targets, init_rng)
             for first_step in range(0, method.num_steps, steps_per_call):
                 params, opt_state, losses, agreement = _run_steps(
-                    method, teacher, steps_per_call, teacher_variables, params, opt_state,
-                    chunk_targets, chunk_rng, first_step)
+                    method, teacher, steps_per_call, micro_batch, teacher_variables, params,
+                    opt_state, chunk_targets, chunk_rng, first_step)
                 losses = np.asarray(losses)
                 _check_finite(losses, method.name, chunk, first_step)
                 progress.update(steps_per_call)
