@@ -21,8 +21,8 @@ _DIGIT_AUGMENT = dict(scale=0.1, translate=0.08, rotate_degrees=10.0, hflip=Fals
 _NO_AUGMENT = dict(scale=0.0, translate=0.0, rotate_degrees=0.0, hflip=False)
 _RECIPES = {
     "mnist": (15, 2e-3, _DIGIT_AUGMENT),
-    # The same without augmentation (99.0 %, short of the 99.3 bar): the teacher of the
-    # recorded ZSKD run, kept for the teacher-augmentation ablation in BENCHMARKS.md.
+    # The same without augmentation (99.0 %, short of the 99.3 bar): ZSKD's MNIST teacher,
+    # because its Data Impressions transfer better (ablation in BENCHMARKS.md).
     "mnist_plain": (20, 1e-3, _NO_AUGMENT),
     # With augmentation LeNet-5 underfits Fashion-MNIST (90.2 %, train loss 0.27), so none.
     "fashion_mnist": (25, 2e-3, _NO_AUGMENT),
