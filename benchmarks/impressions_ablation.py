@@ -1,14 +1,15 @@
-"""Ablation: what makes MNIST Data Impressions transfer? Teacher augmentation and a pixel prior.
+"""Ablation: what makes Data Impressions transfer? Teacher augmentation and a pixel prior.
 
   python benchmarks/impressions_ablation.py --write
 
-For each row, 2,000 DIs (200 per class, 200 Adam steps, otherwise `zskd.py:mnist`) are
-synthesised from an MNIST LeNet-5 teacher, LeNet-5-half is distilled on them for 1,000 steps
-without augmentation, and the student is scored on the real MNIST test set. Rows vary the
-teacher (runs/teacher_mnist: trained with augmentation; runs/teacher_mnist_plain: without;
-train them first with `jaxinv train experiments/configs/teacher.py:<mnist|mnist_plain>`) and
-the squared-L2 pixel prior λ (`synthesis.pixel_l2`; λ = 0 is the paper's objective). Each row
-takes about a minute on 2 cores and resumes from runs/ablation_*.
+For each row, 2,000 DIs (200 per class, 200 Adam steps, otherwise `zskd.py:<dataset>`) are
+synthesised from a LeNet-5 teacher, LeNet-5-half is distilled on them for 1,000 steps without
+augmentation, and the student is scored on the real test set. Rows vary the teacher
+(runs/teacher_mnist: trained with augmentation; runs/teacher_mnist_plain: without;
+runs/teacher_fashion_mnist; train them first with `jaxinv train
+experiments/configs/teacher.py:<name>`) and the squared-L2 pixel prior λ
+(`synthesis.pixel_l2`; λ = 0 is the paper's objective). Each row takes about a minute on 2
+cores and resumes from runs/ablation_*.
 """
 
 from __future__ import annotations
@@ -27,19 +28,23 @@ sys.path.insert(0, REPO)
 from jaxinv import config_files, data, distill, report, zskd  # noqa: E402
 from jaxinv.teacher import load_teacher  # noqa: E402
 
-TEACHERS = {"runs/teacher_mnist": "augmented (teacher.py:mnist)",
-            "runs/teacher_mnist_plain": "no augmentation (teacher.py:mnist_plain)"}
-# (teacher workdir, λ): both teachers with and without the prior, then a λ sweep.
+TEACHERS = {"runs/teacher_mnist": ("mnist", "MNIST, augmented (teacher.py:mnist)"),
+            "runs/teacher_mnist_plain": ("mnist", "MNIST, no augmentation (mnist_plain)"),
+            "runs/teacher_fashion_mnist": ("fashion_mnist", "Fashion-MNIST (fashion_mnist)")}
+# (teacher workdir, λ): both MNIST teachers with and without the prior, a λ sweep, and
+# Fashion-MNIST, whose images are brighter.
 ROWS = [("runs/teacher_mnist", 0.0), ("runs/teacher_mnist", 1e-3),
         ("runs/teacher_mnist_plain", 0.0), ("runs/teacher_mnist_plain", 3e-4),
         ("runs/teacher_mnist_plain", 1e-3), ("runs/teacher_mnist_plain", 3e-3),
-        ("runs/teacher_mnist_plain", 1e-2)]
+        ("runs/teacher_mnist_plain", 1e-2), ("runs/teacher_fashion_mnist", 0.0),
+        ("runs/teacher_fashion_mnist", 3e-4), ("runs/teacher_fashion_mnist", 1e-3)]
 
 
-def ablation_configs(pixel_l2: float) -> tuple[ml_collections.ConfigDict,
-                                               ml_collections.ConfigDict]:
-    """(synthesis, distill) configs: `zskd.py:mnist` scaled down to 2,000 DIs."""
-    config = config_files.load_config(os.path.join(REPO, "experiments/configs/zskd.py:mnist"))
+def ablation_configs(dataset: str, pixel_l2: float) -> tuple[ml_collections.ConfigDict,
+                                                            ml_collections.ConfigDict]:
+    """(synthesis, distill) configs: `zskd.py:<dataset>` scaled down to 2,000 DIs."""
+    config = config_files.load_config(
+        os.path.join(REPO, f"experiments/configs/zskd.py:{dataset}"))
     synthesis = config.synthesis
     synthesis.num_per_class, synthesis.chunk_size, synthesis.steps_per_call = 200, 2000, 100
     synthesis.pixel_l2 = pixel_l2
@@ -53,7 +58,7 @@ def ablation_configs(pixel_l2: float) -> tuple[ml_collections.ConfigDict,
 
 def ablation_row(teacher_dir: str, pixel_l2: float, test: data.Dataset) -> dict:
     """Teacher and student test accuracy (%) and DI statistics for one (teacher, λ)."""
-    synthesis, distill_config = ablation_configs(pixel_l2)
+    synthesis, distill_config = ablation_configs(test.name, pixel_l2)
     teacher = load_teacher(os.path.join(REPO, teacher_dir))
     name = f"ablation_{os.path.basename(teacher_dir)}_l2_{pixel_l2:g}"
     workdir = os.path.join(REPO, "runs", name)
@@ -73,12 +78,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
-    test = data.load_dataset("mnist", "test")
-    mnist_mean = float(np.mean(data.load_dataset("mnist", "train").images))
+    datasets = sorted({dataset for dataset, _ in TEACHERS.values()})
+    tests = {name: data.load_dataset(name, "test") for name in datasets}
+    means = ", ".join(f"{name} {np.mean(data.load_dataset(name, 'train').images):.3f}"
+                      for name in datasets)
     rows = []
     for teacher_dir, pixel_l2 in ROWS:
-        result = ablation_row(teacher_dir, pixel_l2, test)
-        rows.append((TEACHERS[teacher_dir], f"{result['teacher']:.2f}",
+        dataset, label = TEACHERS[teacher_dir]
+        result = ablation_row(teacher_dir, pixel_l2, tests[dataset])
+        rows.append((label, f"{result['teacher']:.2f}",
                      f"{pixel_l2:g}" + (" (paper)" if pixel_l2 == 0 else ""),
                      f"{result['mean_pixel']:.3f}", f"{result['agreement']:.1f}",
                      f"{result['student']:.2f}"))
@@ -87,10 +95,10 @@ def main() -> None:
         "## Ablation: teacher augmentation and the pixel prior of Data Impressions", "",
         f"Recorded {datetime.date.today().isoformat()}. Command: "
         "`python benchmarks/impressions_ablation.py --write`. 2,000 DIs (200 steps), "
-        "LeNet-5-half distilled 1,000 steps without augmentation, real MNIST test set. "
-        f"λ is `synthesis.pixel_l2`, the weight of λ‖x‖² added to eq. 2. The mean pixel of the "
-        f"real MNIST training images is {mnist_mean:.3f}.", "",
-        report.markdown_table(["MNIST teacher", "teacher test (%)", "pixel prior λ",
+        "LeNet-5-half distilled 1,000 steps without augmentation, real test sets. "
+        "λ is `synthesis.pixel_l2`, the weight of λ‖x‖² added to eq. 2. Mean pixel of the "
+        f"real training images: {means}.", "",
+        report.markdown_table(["teacher", "teacher test (%)", "pixel prior λ",
                                "mean DI pixel", "teacher agrees with target (%)",
                                "student on 2,000 DIs (%)"], rows)])
     print(body)

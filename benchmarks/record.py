@@ -90,7 +90,9 @@ def record_zskd(dataset: str) -> str:
                f"--config.teacher_workdir={ZSKD_TEACHERS[dataset]}"]
     r = run(command)
     paper = r["paper"]
-    minutes = {k: f"{v / 60:.1f}" for k, v in r["stage_seconds"].items()}
+    # A stage under a second was loaded from disk (a given teacher, or chunks of an earlier
+    # run of the same config), so its compute time is not in this run's record.
+    minutes = {k: f"{v / 60:.1f}" if v >= 1 else "loaded" for k, v in r["stage_seconds"].items()}
     rows.append((dataset, r["num_impressions"],
                  f"{paper['teacher']} / {r['teacher_test_accuracy']:.2f}",
                  f"{paper.get('student_kd', '—')} / "
