@@ -1,13 +1,13 @@
-"""Ablation: distillation settings on the recorded 24,000 MNIST Data Impressions.
+"""Ablation: distillation settings on the recorded MNIST and Fashion-MNIST Data Impressions.
 
   python benchmarks/distill_ablation.py --write
 
-Run `python benchmarks/record.py zskd_mnist` first: it leaves the DIs in
-runs/zskd_mnist/synthesis/. Each row distils a fresh LeNet-5-half on those DIs with the
-`zskd.py:mnist` distillation config, changing only the Adam learning rate, the number of steps
-and the augmentation strength (a multiple of the config's scale, translation and rotation),
-then scores it on the real MNIST test set. Each row takes 2-3 minutes on 2 cores and resumes
-from runs/distill_ablation/.
+Run `python benchmarks/record.py zskd_mnist zskd_fashion_mnist` first: it leaves the DIs in
+runs/zskd_<dataset>/synthesis/. Each row distils a fresh LeNet-5-half on those DIs with the
+`zskd.py:<dataset>` distillation config, changing only the Adam learning rate, the number of
+steps and the augmentation strength (a multiple of the config's scale, translation and
+rotation), then scores it on the real test set. Each row takes 2-3 minutes on 2 cores; a
+finished row is read back from runs/distill_ablation/.
 """
 
 from __future__ import annotations
@@ -24,47 +24,55 @@ from jaxinv import config_files, data, distill, report  # noqa: E402
 from jaxinv.synthesis.transfer_set import TransferSet  # noqa: E402
 from jaxinv.teacher import load_teacher  # noqa: E402
 
-TRANSFER_SET = "runs/zskd_mnist/synthesis/transfer_set.npz"
-TEACHER = "runs/teacher_mnist_plain"
-# (learning rate, steps, augmentation multiple)
-ROWS = [(2e-3, 5000, 1.0), (1e-2, 5000, 0.0), (1e-2, 5000, 1.0), (1e-2, 5000, 2.0)]
+TEACHERS = {"mnist": "runs/teacher_mnist_plain", "fashion_mnist": "runs/teacher_fashion_mnist"}
+# (dataset, learning rate, steps, augmentation multiple)
+ROWS = [("mnist", 2e-3, 5000, 1.0), ("mnist", 1e-2, 5000, 0.0), ("mnist", 1e-2, 5000, 1.0),
+        ("mnist", 1e-2, 5000, 2.0), ("fashion_mnist", 1e-2, 5000, 0.0),
+        ("fashion_mnist", 1e-2, 5000, 0.5), ("fashion_mnist", 1e-2, 5000, 1.0),
+        ("fashion_mnist", 1e-2, 5000, 2.0)]
+
+
+def transfer_set_path(dataset: str) -> str:
+    path = os.path.join(REPO, "runs", f"zskd_{dataset}", "synthesis", "transfer_set.npz")
+    if not os.path.exists(path):
+        raise SystemExit(f"{path} is missing; run `python benchmarks/record.py "
+                         f"zskd_{dataset}` first.")
+    return path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = parser.parse_args()
-    path = os.path.join(REPO, TRANSFER_SET)
-    if not os.path.exists(path):
-        raise SystemExit(f"{TRANSFER_SET} is missing; run `python benchmarks/record.py "
-                         "zskd_mnist` first.")
-    transfer_set = TransferSet.load(path)
-    teacher = load_teacher(os.path.join(REPO, TEACHER))
-    test = data.load_dataset("mnist", "test")
-    config = config_files.load_config(os.path.join(REPO, "experiments/configs/zskd.py:mnist"))
     rows = []
-    for learning_rate, num_steps, strength in ROWS:
+    for dataset, learning_rate, num_steps, strength in ROWS:
+        transfer_set = TransferSet.load(transfer_set_path(dataset))
+        teacher = load_teacher(os.path.join(REPO, TEACHERS[dataset]))
+        test = data.load_dataset(dataset, "test")
+        config = config_files.load_config(
+            os.path.join(REPO, f"experiments/configs/zskd.py:{dataset}"))
         distill_config = config.distill.copy_and_resolve_references()
         distill_config.optimizer.learning_rate = learning_rate
         distill_config.num_steps = num_steps
         for key in ("scale", "translate", "rotate_degrees"):
             distill_config.augment[key] = strength * config.distill.augment[key]
-        name = f"lr{learning_rate:g}_steps{num_steps}_aug{strength:g}"
+        name = f"{dataset}_lr{learning_rate:g}_steps{num_steps}_aug{strength:g}"
         result = distill.distill_and_evaluate(
             config.student, teacher, transfer_set.images, test, config=distill_config,
             workdir=os.path.join(REPO, "runs", "distill_ablation", name),
             teacher_logits=transfer_set.logits)
-        rows.append((f"{learning_rate:g}", num_steps, f"{strength:g}x",
-                     f"{result['test_accuracy']:.2f}", f"{result['seconds'] / 60:.1f}"))
+        rows.append((dataset, len(transfer_set), f"{learning_rate:g}", num_steps,
+                     f"{strength:g}x",
+                     f"{result['test_accuracy']:.2f}"))
         print(rows[-1], flush=True)
     body = "\n".join([
-        "## Ablation: distillation settings on the MNIST Data Impressions", "",
+        "## Ablation: distillation settings on the recorded Data Impressions", "",
         f"Recorded {datetime.date.today().isoformat()}. Command: "
-        "`python benchmarks/distill_ablation.py --write`. The 24,000 DIs of "
-        f"`{TRANSFER_SET}`, LeNet-5-half, batch 128, cosine decay, τ = 20; augmentation 1x is "
-        "the config's (scale 0.1, translation 0.08, rotation 10°).", "",
-        report.markdown_table(["Adam learning rate", "steps", "augmentation",
-                               "student test (%)", "minutes"], rows)])
+        "`python benchmarks/distill_ablation.py --write`. The DIs of "
+        "`runs/zskd_<dataset>/synthesis/`, LeNet-5-half, batch 128, cosine decay, τ = 20; "
+        "augmentation 1x is the config's (scale 0.1, translation 0.08, rotation 10°).", "",
+        report.markdown_table(["dataset", "DIs", "Adam learning rate", "steps", "augmentation",
+                               "student test (%)"], rows)])
     print(body)
     if args.write:
         report.update_markdown_section(os.path.join(REPO, "BENCHMARKS.md"),
