@@ -227,8 +227,8 @@ def step_loop_fn(method: runner.SynthesisMethod, teacher: Teacher, num_steps: in
                                                   init_rng)
         jax.block_until_ready((params, opt_state))
         return timed(lambda: jax.block_until_ready(runner._run_steps(
-            method, teacher, num_steps, runner.DEFAULT_MICRO_BATCH, teacher_variables, params,
-            opt_state, targets, chunk_rng, 0)))
+            method, teacher, num_steps, runner.default_micro_batch(chunk_size),
+            teacher_variables, params, opt_state, targets, chunk_rng, 0)))
 
     return run
 

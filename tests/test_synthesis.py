@@ -361,3 +361,13 @@ def test_groups_are_optimised_jointly_and_must_not_span_devices(random_teacher, 
         runner.synthesize(_group_spread_method(4), random_teacher, targets,
                           workdir=str(tmp_path / "g4"), **kwargs)
     assert not (tmp_path / "g4").exists()
+
+
+def test_micro_batch_below_one_is_refused(random_teacher, tmp_path):
+    """micro_batch = 0 would loop over nothing: refused before the workdir exists."""
+    targets, classes, betas = _dirichlet_targets(random_teacher, 2)
+    with pytest.raises(ValueError, match="micro_batch must be ≥ 1, got 0"):
+        runner.synthesize(impressions.impressions_method(random_teacher, num_steps=2),
+                          random_teacher, targets[:16], classes=classes[:16], betas=betas[:16],
+                          seed=0, chunk_size=16, workdir=str(tmp_path / "w"), micro_batch=0)
+    assert not (tmp_path / "w").exists()

@@ -30,9 +30,15 @@ from jaxinv.synthesis.transfer_set import TransferSet
 from jaxinv.teacher import Teacher
 
 TRANSFER_SET_FILE = "transfer_set.npz"
-# Examples per vmapped gradient micro-batch: on a 2-core CPU, LeNet-5 activations of 64 images
-# stay in cache, where a vmapped chunk of 2,400 runs 1.5x slower per image (BENCHMARKS.md).
-DEFAULT_MICRO_BATCH = 64
+# Examples per vmapped gradient micro-batch on CPU: LeNet-5 activations of 64 images stay in
+# cache, so throughput stays flat from chunks of 32 to 2,400 (BENCHMARKS.md, synthesis scaling)
+# where one vmapped chunk of thousands spilled the caches and ran at about half the speed.
+CPU_MICRO_BATCH = 64
+
+
+def default_micro_batch(chunk_size: int) -> int:
+    """64 on CPU; on accelerators the whole chunk, whose parallelism they can use."""
+    return CPU_MICRO_BATCH if jax.default_backend() == "cpu" else chunk_size
 
 
 def clip_to_unit_box(params: jax.Array) -> jax.Array:
@@ -185,7 +191,7 @@ def _pad_to(x: np.ndarray, size: int) -> np.ndarray:
 def synthesize(method: SynthesisMethod, teacher: Teacher, targets: np.ndarray, *,
                classes: np.ndarray, betas: np.ndarray, seed: int, chunk_size: int,
                workdir: str, steps_per_call: int | None = None,
-               micro_batch: int = DEFAULT_MICRO_BATCH) -> TransferSet:
+               micro_batch: int | None = None) -> TransferSet:
     """Synthesises one example per target row, in resumable chunks written to `workdir`.
 
     Args:
@@ -200,7 +206,8 @@ def synthesize(method: SynthesisMethod, teacher: Teacher, targets: np.ndarray, *
       steps_per_call: steps per compiled call (the progress bar updates in between); defaults
         to all steps of a chunk.
       micro_batch: examples whose gradients are computed together on one device within a step
-        (rounded to whole groups). A memory/cache knob only: results change by float rounding.
+        (rounded to whole groups); defaults to :func:`default_micro_batch`. A speed and memory
+        knob only: results change by float rounding.
 
     Returns:
       The TransferSet, bit-identical whether or not the run was interrupted.
@@ -211,6 +218,8 @@ def synthesize(method: SynthesisMethod, teacher: Teacher, targets: np.ndarray, *
     """
     targets = np.asarray(targets, np.float32)
     steps_per_call = steps_per_call or method.num_steps
+    if micro_batch is None:
+        micro_batch = default_micro_batch(chunk_size)
     _validate(method, targets, chunk_size, steps_per_call, micro_batch)
     plan = ChunkPlan(len(targets), chunk_size)
     run_record = {"method": method.name, "method_config": method.config, "seed": seed,
