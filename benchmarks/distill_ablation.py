@@ -73,10 +73,8 @@ def main() -> None:
         "augmentation 1x is the config's (scale 0.1, translation 0.08, rotation 10°).", "",
         report.markdown_table(["dataset", "DIs", "Adam learning rate", "steps", "augmentation",
                                "student test (%)"], rows)])
-    print(body)
-    if args.write:
-        report.update_markdown_section(os.path.join(REPO, "BENCHMARKS.md"),
-                                       "distill_ablation", body)
+    report.publish_section(os.path.join(REPO, "BENCHMARKS.md"), "distill_ablation", body,
+                           args.write)
 
 
 if __name__ == "__main__":

@@ -101,10 +101,8 @@ def main() -> None:
         report.markdown_table(["teacher", "teacher test (%)", "pixel prior λ",
                                "mean DI pixel", "teacher agrees with target (%)",
                                "student on 2,000 DIs (%)"], rows)])
-    print(body)
-    if args.write:
-        report.update_markdown_section(os.path.join(REPO, "BENCHMARKS.md"),
-                                       "impressions_ablation", body)
+    report.publish_section(os.path.join(REPO, "BENCHMARKS.md"), "impressions_ablation", body,
+                           args.write)
 
 
 if __name__ == "__main__":

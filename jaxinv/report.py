@@ -96,3 +96,10 @@ def update_markdown_section(path: str, name: str, body: str) -> None:
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def publish_section(path: str, name: str, body: str, write: bool) -> None:
+    """Prints a benchmark's markdown section and, if `write`, replaces it in the file at `path`."""
+    print(body)
+    if write:
+        update_markdown_section(path, name, body)
