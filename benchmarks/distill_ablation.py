@@ -62,8 +62,7 @@ def main() -> None:
             workdir=os.path.join(REPO, "runs", "distill_ablation", name),
             teacher_logits=transfer_set.logits)
         rows.append((dataset, len(transfer_set), f"{learning_rate:g}", num_steps,
-                     f"{strength:g}x",
-                     f"{result['test_accuracy']:.2f}"))
+                     f"{strength:g}x", f"{result['test_accuracy']:.2f}"))
         print(rows[-1], flush=True)
     body = "\n".join([
         "## Ablation: distillation settings on the recorded Data Impressions", "",
