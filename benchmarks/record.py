@@ -52,8 +52,9 @@ def keep_figures(workdir: str, section: str) -> list[str]:
     source = os.path.join(REPO, workdir, "figures")
     for name in sorted(os.listdir(source)):
         if name.endswith(".png"):
-            kept.append(os.path.join("benchmarks", "figures", f"{section}_{name}"))
-            shutil.copyfile(os.path.join(source, name), os.path.join(REPO, kept[-1]))
+            target = os.path.join(FIGURES, f"{section}_{name}")
+            shutil.copyfile(os.path.join(source, name), target)
+            kept.append(os.path.relpath(target, REPO))
     return kept
 
 
