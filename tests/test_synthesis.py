@@ -311,7 +311,7 @@ def test_chunk_size_must_divide_over_devices(random_teacher, tmp_path):
     assert not (tmp_path / "w").exists()
 
 
-def test_micro_batch_changes_nothing_but_memory(random_teacher, tmp_path):
+def test_micro_batch_changes_only_float_rounding(random_teacher, tmp_path):
     """Gradients computed 4 examples at a time or 64 at a time give the same TransferSet, up to
     float rounding (XLA blocks a convolution differently for different batch sizes)."""
     targets, classes, betas = _dirichlet_targets(random_teacher, 4)
