@@ -14,8 +14,7 @@ SMOKE = os.path.join(REPO, "experiments", "configs", "transfer_size.py:smoke")
 
 def test_balanced_subset_takes_the_first_examples_of_every_class():
     classes = [0, 0, 1, 1, 0, 1]
-    assert sorted(transfer_size.balanced_subset(np.array(classes), 4, 2)) == [
-        0, 1, 2, 3]
+    assert sorted(transfer_size.balanced_subset(np.array(classes), 4, 2)) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="Not enough examples"):
         transfer_size.balanced_subset(np.array(classes), 8, 2)
 
