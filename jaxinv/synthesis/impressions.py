@@ -32,9 +32,9 @@ def impressions_schedule(learning_rate: float, num_steps: int, schedule: str) ->
 
 def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps: int = 1500,
                        learning_rate: float = 0.05, schedule: str = "linear",
-                       pixel_l2: float = 0.0,
+                       pixel_l2: float = 0.0, tv_l2: float = 0.0,
                        name: str = "data_impressions") -> SynthesisMethod:
-    """x̄ = argmin_x CE(y, softmax(T(x)/τ)) + λ‖x‖², from uniform noise, Adam, clipped to [0, 1].
+    """x̄ = argmin_x CE(y, softmax(T(x)/τ)) + λ‖x‖² + μ·TV²(x), from uniform noise, Adam, clipped to [0, 1].
 
     With Dirichlet targets this synthesises Data Impressions; with one-hot targets, Class
     Impressions (Appendix A shows that CE to a one-hot target is logit maximisation at τ).
@@ -51,6 +51,9 @@ def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps
         saturated noise (mean pixel ~0.5); a small λ pulls them towards a dark background, like
         the digits the teacher saw, and students distilled on them generalise far better
         (BENCHMARKS.md, "Ablation: teacher augmentation and the pixel prior").
+      tv_l2: μ ≥ 0, weight of the squared total variation of each impression
+        (`losses.total_variation_l2`), a smoothness prior that is not in the paper either; 0
+        turns it off.
 
     References:
       Nayak et al., TPAMI 2021, eq. 2 and Algorithm 1.
@@ -59,6 +62,8 @@ def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps
         raise ValueError(f"temperature τ must be > 0, got {temperature}; the paper uses 20.")
     if pixel_l2 < 0:
         raise ValueError(f"pixel_l2 λ must be ≥ 0, got {pixel_l2}; 0 is the paper's objective.")
+    if tv_l2 < 0:
+        raise ValueError(f"tv_l2 μ must be ≥ 0, got {tv_l2}; 0 is the paper's objective.")
 
     def init_fn(rng: jax.Array, targets: jax.Array) -> jax.Array:
         return jax.random.uniform(rng, (targets.shape[0], *teacher.image_shape))
@@ -67,7 +72,7 @@ def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps
                 rng: jax.Array) -> jax.Array:
         del rng  # the objective is deterministic
         logits = teacher.logits(images, teacher_variables)
-        prior = pixel_l2 * jnp.sum(images ** 2)
+        prior = pixel_l2 * jnp.sum(images ** 2) + tv_l2 * losses.total_variation_l2(images).sum()
         return losses.soft_cross_entropy(logits, targets, temperature).sum() + prior
 
     return SynthesisMethod(
@@ -75,4 +80,5 @@ def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps
         optimizer=optax.adam(impressions_schedule(learning_rate, num_steps, schedule)),
         num_steps=num_steps, project_fn=clip_to_unit_box,
         config={"temperature": temperature, "num_steps": num_steps,
-                "learning_rate": learning_rate, "schedule": schedule, "pixel_l2": pixel_l2})
+                "learning_rate": learning_rate, "schedule": schedule, "pixel_l2": pixel_l2,
+                "tv_l2": tv_l2})

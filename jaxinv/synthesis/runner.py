@@ -234,6 +234,8 @@ def synthesize(method: SynthesisMethod, teacher: Teacher, targets: np.ndarray, *
     teacher_variables = parallel.replicate(teacher.variables)
     seed_rng = jax.random.key(seed)
     chunk_like = None
+    # Chunks finished by this process stay in host memory, so only resumed ones are read back.
+    finished: dict[int, dict[str, np.ndarray]] = {}
     with checkpoint.Checkpoints(os.path.join(workdir, "chunks"), max_to_keep=None) as ckpts:
         done = set(ckpts.all_steps())
         todo = [c for c in range(plan.num_chunks) if c not in done]
@@ -258,17 +260,19 @@ def synthesize(method: SynthesisMethod, teacher: Teacher, targets: np.ndarray, *
             chunk_like = {"images": images, "logits": logits}
             ckpts.save(chunk, chunk_like, meta={"chunk": chunk, "final_loss": float(losses[-1]),
                                                 "agreement": float(agreement)})
+            finished[chunk] = {key: np.asarray(value) for key, value in chunk_like.items()}
         progress.close()
         ckpts.wait()
         transfer_set = _assemble(ckpts, plan, method, teacher, targets, classes, betas, seed,
-                                 chunk_like)
+                                 chunk_like, finished)
     transfer_set.save(final_path)
     return transfer_set
 
 
 def _assemble(ckpts: checkpoint.Checkpoints, plan: ChunkPlan, method: SynthesisMethod,
               teacher: Teacher, targets: np.ndarray, classes: np.ndarray, betas: np.ndarray,
-              seed: int, chunk_like: dict | None) -> TransferSet:
+              seed: int, chunk_like: dict | None,
+              finished: dict[int, dict[str, np.ndarray]]) -> TransferSet:
     if chunk_like is None:  # every chunk was already on disk: build the restore template
         like_params = jax.eval_shape(method.init_fn, jax.random.key(0),
                                      jnp.zeros((plan.chunk_size, targets.shape[1])))
@@ -277,7 +281,7 @@ def _assemble(ckpts: checkpoint.Checkpoints, plan: ChunkPlan, method: SynthesisM
                       "logits": jnp.zeros((plan.chunk_size, targets.shape[1]), jnp.float32)}
     images, logits, chunk_ids = [], [], []
     for chunk in range(plan.num_chunks):
-        arrays, _ = ckpts.restore(chunk, chunk_like)
+        arrays = finished[chunk] if chunk in finished else ckpts.restore(chunk, chunk_like)[0]
         start, stop = plan.bounds(chunk)
         images.append(np.asarray(arrays["images"])[:stop - start])
         logits.append(np.asarray(arrays["logits"])[:stop - start])
