@@ -34,7 +34,7 @@ def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps
                        learning_rate: float = 0.05, schedule: str = "linear",
                        pixel_l2: float = 0.0, tv_l2: float = 0.0,
                        name: str = "data_impressions") -> SynthesisMethod:
-    """x̄ = argmin_x CE(y, softmax(T(x)/τ)) + λ‖x‖² + μ·TV²(x), from uniform noise, Adam, clipped to [0, 1].
+    """x̄ = argmin_x CE(y, softmax(T(x)/τ)) + λ‖x‖² + μ·TV²(x) from noise, Adam, clip to [0, 1].
 
     With Dirichlet targets this synthesises Data Impressions; with one-hot targets, Class
     Impressions (Appendix A shows that CE to a one-hot target is logit maximisation at τ).
