@@ -414,6 +414,11 @@ def report_body(args: argparse.Namespace, command: str, info: dict[str, str],
     torch_best = max(value for key, value in best.items() if key.startswith("torch_"))
     ratio = best["engine"] / torch_best
     verdict = "meets" if ratio >= TARGET_RATIO else "does NOT meet"
+    # PyTorch may be faster at another batch size than the headline's: compare with its best.
+    fastest = max([{"size": args.chunk_size, "torch": torch_best}, *rows],
+                  key=lambda row: row["torch"])
+    fastest_ratio = best["engine"] / fastest["torch"]
+    fastest_verdict = "meets" if fastest_ratio >= TARGET_RATIO else "does NOT meet"
     lines = [
         *section_header("## Data Impressions synthesis speed: jaxinv vs. eager PyTorch "
                         "(LeNet-5, CPU)", command, info),
@@ -430,7 +435,10 @@ def report_body(args: argparse.Namespace, command: str, info: dict[str, str],
         f"End to end, jaxinv runs at {ratio:.2f}x the faster PyTorch: it {verdict} the "
         f"{TARGET_RATIO:g}x bar. The engine reaches "
         f"{100 * best['engine'] / best['step_loop']:.0f}% of the bare step loop's throughput; "
-        "the rest is chunk init, host syncs, the final logits and the Orbax writes.",
+        "the rest is chunk init, host syncs, the final logits and the Orbax writes. Against "
+        f"PyTorch at its fastest measured batch ({fastest['size']}, "
+        f"{fastest['torch']:,.0f} image-steps/s) the engine runs at {fastest_ratio:.2f}x, "
+        f"which {fastest_verdict} the bar.",
     ]
     if rows:
         lines += [

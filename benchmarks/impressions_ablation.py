@@ -1,4 +1,4 @@
-"""Ablation: what makes Data Impressions transfer? Teacher augmentation and a pixel prior.
+"""Ablation: what makes Data Impressions transfer? Teacher augmentation and image priors.
 
   python benchmarks/impressions_ablation.py --write
 
@@ -7,9 +7,9 @@ synthesised from a LeNet-5 teacher, LeNet-5-half is distilled on them for 1,000 
 augmentation, and the student is scored on the real test set. Rows vary the teacher
 (runs/teacher_mnist: trained with augmentation; runs/teacher_mnist_plain: without;
 runs/teacher_fashion_mnist; train them first with `jaxinv train
-experiments/configs/teacher.py:<name>`) and the squared-L2 pixel prior λ
-(`synthesis.pixel_l2`; λ = 0 is the paper's objective). Each row takes about a minute on 2
-cores and resumes from runs/ablation_*.
+experiments/configs/teacher.py:<name>`), the squared-L2 pixel prior λ (`synthesis.pixel_l2`)
+and the squared total-variation prior μ (`synthesis.tv_l2`); λ = μ = 0 is the paper's
+objective. Each row takes about a minute on 2 cores and resumes from runs/ablation_*.
 """
 
 from __future__ import annotations
@@ -25,29 +25,31 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from jaxinv import config_files, data, distill, report, zskd  # noqa: E402
+from jaxinv import config_files, data, distill, losses, report, zskd  # noqa: E402
 from jaxinv.teacher import load_teacher  # noqa: E402
 
 TEACHERS = {"runs/teacher_mnist": ("mnist", "MNIST, augmented (teacher.py:mnist)"),
             "runs/teacher_mnist_plain": ("mnist", "MNIST, no augmentation (mnist_plain)"),
             "runs/teacher_fashion_mnist": ("fashion_mnist", "Fashion-MNIST (fashion_mnist)")}
-# (teacher workdir, λ): both MNIST teachers with and without the prior, a λ sweep, and
-# Fashion-MNIST, whose images are brighter.
-ROWS = [("runs/teacher_mnist", 0.0), ("runs/teacher_mnist", 1e-3),
-        ("runs/teacher_mnist_plain", 0.0), ("runs/teacher_mnist_plain", 3e-4),
-        ("runs/teacher_mnist_plain", 1e-3), ("runs/teacher_mnist_plain", 3e-3),
-        ("runs/teacher_mnist_plain", 1e-2), ("runs/teacher_fashion_mnist", 0.0),
-        ("runs/teacher_fashion_mnist", 3e-4), ("runs/teacher_fashion_mnist", 1e-3)]
+# (teacher workdir, λ, μ): both MNIST teachers with and without the pixel prior, a λ sweep,
+# Fashion-MNIST, whose images are brighter, and the smoothness prior on top of the chosen λ.
+ROWS = [("runs/teacher_mnist", 0.0, 0.0), ("runs/teacher_mnist", 1e-3, 0.0),
+        ("runs/teacher_mnist_plain", 0.0, 0.0), ("runs/teacher_mnist_plain", 3e-4, 0.0),
+        ("runs/teacher_mnist_plain", 1e-3, 0.0), ("runs/teacher_mnist_plain", 3e-3, 0.0),
+        ("runs/teacher_mnist_plain", 1e-2, 0.0), ("runs/teacher_mnist_plain", 1e-3, 1e-2),
+        ("runs/teacher_fashion_mnist", 0.0, 0.0), ("runs/teacher_fashion_mnist", 3e-4, 0.0),
+        ("runs/teacher_fashion_mnist", 1e-3, 0.0), ("runs/teacher_fashion_mnist", 3e-4, 1e-3),
+        ("runs/teacher_fashion_mnist", 3e-4, 1e-2)]
 
 
-def ablation_configs(dataset: str, pixel_l2: float) -> tuple[ml_collections.ConfigDict,
-                                                            ml_collections.ConfigDict]:
+def ablation_configs(dataset: str, pixel_l2: float, tv_l2: float
+                     ) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
     """(synthesis, distill) configs: `zskd.py:<dataset>` scaled down to 2,000 DIs."""
     config = config_files.load_config(
         os.path.join(REPO, f"experiments/configs/zskd.py:{dataset}"))
     synthesis = config.synthesis
     synthesis.num_per_class, synthesis.chunk_size, synthesis.steps_per_call = 200, 2000, 100
-    synthesis.pixel_l2 = pixel_l2
+    synthesis.pixel_l2, synthesis.tv_l2 = pixel_l2, tv_l2
     distill_config = config.distill
     distill_config.num_steps, distill_config.log_every = 1000, 100
     distill_config.optimizer.learning_rate = 1e-2
@@ -56,11 +58,12 @@ def ablation_configs(dataset: str, pixel_l2: float) -> tuple[ml_collections.Conf
     return synthesis, distill_config
 
 
-def ablation_row(teacher_dir: str, pixel_l2: float, test: data.Dataset) -> dict:
-    """Teacher and student test accuracy (%) and DI statistics for one (teacher, λ)."""
-    synthesis, distill_config = ablation_configs(test.name, pixel_l2)
+def ablation_row(teacher_dir: str, pixel_l2: float, tv_l2: float, test: data.Dataset) -> dict:
+    """Teacher and student test accuracy (%) and DI statistics for one (teacher, λ, μ)."""
+    synthesis, distill_config = ablation_configs(test.name, pixel_l2, tv_l2)
     teacher = load_teacher(os.path.join(REPO, teacher_dir))
-    name = f"ablation_{os.path.basename(teacher_dir)}_l2_{pixel_l2:g}"
+    name = f"ablation_{os.path.basename(teacher_dir)}_l2_{pixel_l2:g}" + (
+        f"_tv_{tv_l2:g}" if tv_l2 else "")
     workdir = os.path.join(REPO, "runs", name)
     transfer_set = zskd.synthesize_impressions(teacher, synthesis,
                                                os.path.join(workdir, "synthesis"))
@@ -70,8 +73,16 @@ def ablation_row(teacher_dir: str, pixel_l2: float, test: data.Dataset) -> dict:
     teacher_results = report.read_json(os.path.join(REPO, teacher_dir, "results.json"))
     return {"teacher": teacher_results["test_accuracy"], "student": student["test_accuracy"],
             "mean_pixel": float(np.mean(transfer_set.images)),
+            "total_variation": float(np.mean(losses.total_variation_l2(transfer_set.images))),
             "agreement": 100 * float(np.mean(transfer_set.logits.argmax(-1)
                                              == transfer_set.targets.argmax(-1)))}
+
+
+def real_image_statistics(dataset: str) -> str:
+    """'<name> <mean pixel> / <mean TV²>' of a real training set, for comparison with DIs."""
+    images = data.load_dataset(dataset, "train").images
+    total_variation = np.mean(losses.total_variation_l2(images[:10000]))
+    return f"{dataset} {np.mean(images):.3f} / {total_variation:.1f}"
 
 
 def main() -> None:
@@ -80,26 +91,29 @@ def main() -> None:
     args = parser.parse_args()
     datasets = sorted({dataset for dataset, _ in TEACHERS.values()})
     tests = {name: data.load_dataset(name, "test") for name in datasets}
-    means = ", ".join(f"{name} {np.mean(data.load_dataset(name, 'train').images):.3f}"
-                      for name in datasets)
+    means = ", ".join(real_image_statistics(name) for name in datasets)
     rows = []
-    for teacher_dir, pixel_l2 in ROWS:
+    for teacher_dir, pixel_l2, tv_l2 in ROWS:
         dataset, label = TEACHERS[teacher_dir]
-        result = ablation_row(teacher_dir, pixel_l2, tests[dataset])
+        result = ablation_row(teacher_dir, pixel_l2, tv_l2, tests[dataset])
         rows.append((label, f"{result['teacher']:.2f}",
                      f"{pixel_l2:g}" + (" (paper)" if pixel_l2 == 0 else ""),
-                     f"{result['mean_pixel']:.3f}", f"{result['agreement']:.1f}",
+                     f"{tv_l2:g}" + (" (paper)" if tv_l2 == 0 else ""),
+                     f"{result['mean_pixel']:.3f}", f"{result['total_variation']:.1f}",
+                     f"{result['agreement']:.1f}",
                      f"{result['student']:.2f}"))
         print(rows[-1], flush=True)
     body = "\n".join([
-        "## Ablation: teacher augmentation and the pixel prior of Data Impressions", "",
+        "## Ablation: teacher augmentation and the image priors of Data Impressions", "",
         f"Recorded {datetime.date.today().isoformat()}. Command: "
         "`python benchmarks/impressions_ablation.py --write`. 2,000 DIs (200 steps), "
         "LeNet-5-half distilled 1,000 steps without augmentation, real test sets. "
-        "λ is `synthesis.pixel_l2`, the weight of λ‖x‖² added to eq. 2. Mean pixel of the "
-        f"real training images: {means}.", "",
-        report.markdown_table(["teacher", "teacher test (%)", "pixel prior λ",
-                               "mean DI pixel", "teacher agrees with target (%)",
+        "λ is `synthesis.pixel_l2`, the weight of λ‖x‖² added to eq. 2, and μ is "
+        "`synthesis.tv_l2`, the weight of the squared total variation TV²(x) "
+        f"(`losses.total_variation_l2`). Mean pixel and mean TV² of the real training images: "
+        f"{means}.", "",
+        report.markdown_table(["teacher", "teacher test (%)", "pixel prior λ", "TV² prior μ",
+                               "mean DI pixel", "mean DI TV²", "teacher agrees with target (%)",
                                "student on 2,000 DIs (%)"], rows)])
     report.publish_section(os.path.join(REPO, "BENCHMARKS.md"), "impressions_ablation", body,
                            args.write)
