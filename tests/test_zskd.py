@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from jaxinv import cli
+from jaxinv import cli, config_files
+from jaxinv import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(REPO, "experiments", "configs", "zskd.py") + ":smoke"
@@ -105,3 +106,15 @@ def test_bad_input_exits_2_and_leaves_no_workdir(override, message, tmp_path, da
     err = capsys.readouterr().err
     assert err.startswith("jaxinv: error: ") and message in err
     assert not workdir.exists()
+
+
+def test_long_budget_config_changes_only_the_budget():
+    """`zskd.py:mnist_long` is Table 1 with more synthesis and distillation steps and no
+    references (those of `zskd.py:mnist` apply): nothing else may differ."""
+    config_path = os.path.join(REPO, "experiments", "configs", "zskd.py")
+    default = config_files.load_config(f"{config_path}:mnist").to_dict()
+    long_budget = config_files.load_config(f"{config_path}:mnist_long").to_dict()
+    changed = {line.split(":")[0] for line in workdir_lib.config_differences(default, long_budget)}
+    assert changed == {"synthesis.num_steps", "distill.num_steps", "references"}
+    assert long_budget["synthesis"]["num_steps"] > default["synthesis"]["num_steps"]
+    assert long_budget["distill"]["num_steps"] > default["distill"]["num_steps"]

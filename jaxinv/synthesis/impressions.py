@@ -75,10 +75,11 @@ def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps
         prior = pixel_l2 * jnp.sum(images ** 2) + tv_l2 * losses.total_variation_l2(images).sum()
         return losses.soft_cross_entropy(logits, targets, temperature).sum() + prior
 
+    config = {"temperature": temperature, "num_steps": num_steps,
+              "learning_rate": learning_rate, "schedule": schedule, "pixel_l2": pixel_l2}
+    if tv_l2:  # recorded only when on, so workdirs from before the prior still resume
+        config["tv_l2"] = tv_l2
     return SynthesisMethod(
         name=name, init_fn=init_fn, loss_fn=loss_fn,
         optimizer=optax.adam(impressions_schedule(learning_rate, num_steps, schedule)),
-        num_steps=num_steps, project_fn=clip_to_unit_box,
-        config={"temperature": temperature, "num_steps": num_steps,
-                "learning_rate": learning_rate, "schedule": schedule, "pixel_l2": pixel_l2,
-                "tv_l2": tv_l2})
+        num_steps=num_steps, project_fn=clip_to_unit_box, config=config)
