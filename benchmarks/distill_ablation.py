@@ -29,7 +29,7 @@ TEACHERS = {"mnist": "runs/teacher_mnist_plain", "fashion_mnist": "runs/teacher_
 ROWS = [("mnist", 2e-3, 5000, 1.0), ("mnist", 1e-2, 5000, 0.0), ("mnist", 1e-2, 5000, 1.0),
         ("mnist", 1e-2, 5000, 2.0), ("fashion_mnist", 1e-2, 5000, 0.0),
         ("fashion_mnist", 1e-2, 5000, 0.5), ("fashion_mnist", 1e-2, 5000, 1.0),
-        ("fashion_mnist", 1e-2, 5000, 2.0)]
+        ("fashion_mnist", 1e-2, 5000, 2.0), ("fashion_mnist", 1e-2, 10000, 1.0)]
 
 
 def transfer_set_path(dataset: str) -> str:
