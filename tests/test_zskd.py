@@ -108,12 +108,14 @@ def test_bad_input_exits_2_and_leaves_no_workdir(override, message, tmp_path, da
     assert not workdir.exists()
 
 
-def test_long_budget_config_changes_only_the_budget():
-    """`zskd.py:mnist_long` is Table 1 with more synthesis and distillation steps and no
-    references (those of `zskd.py:mnist` apply): nothing else may differ."""
+@pytest.mark.parametrize("budget", ["mnist_long", "mnist_paper_steps"])
+def test_larger_budget_configs_change_only_the_budget(budget):
+    """`zskd.py:mnist_long` and `:mnist_paper_steps` are Table 1 with more synthesis and
+    distillation steps and no references (those of `zskd.py:mnist` apply): nothing else may
+    differ."""
     config_path = os.path.join(REPO, "experiments", "configs", "zskd.py")
     default = config_files.load_config(f"{config_path}:mnist").to_dict()
-    long_budget = config_files.load_config(f"{config_path}:mnist_long").to_dict()
+    long_budget = config_files.load_config(f"{config_path}:{budget}").to_dict()
     changed = {line.split(":")[0] for line in workdir_lib.config_differences(default, long_budget)}
     assert changed == {"synthesis.num_steps", "distill.num_steps", "references"}
     assert long_budget["synthesis"]["num_steps"] > default["synthesis"]["num_steps"]
