@@ -50,7 +50,7 @@ def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps
         objective is λ = 0. Without it, impressions of a digit teacher settle at mid-grey
         saturated noise (mean pixel ~0.5); a small λ pulls them towards a dark background, like
         the digits the teacher saw, and students distilled on them generalise far better
-        (BENCHMARKS.md, "Ablation: teacher augmentation and the pixel prior").
+        (BENCHMARKS.md, "Ablation: teacher augmentation and the image priors").
       tv_l2: μ ≥ 0, weight of the squared total variation of each impression
         (`losses.total_variation_l2`), a smoothness prior that is not in the paper either; 0
         turns it off.
