@@ -27,7 +27,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from jaxinv import report  # noqa: E402
+from jaxinv import config_files, report  # noqa: E402
 
 TEACHERS = [("mnist", "LeNet-5 on MNIST", 99.34, 99.3),
             ("mnist_plain", "LeNet-5 on MNIST, no augmentation (ZSKD's teacher)", 99.34, 99.3),
@@ -95,7 +95,9 @@ def _accuracy(results: dict, name: str) -> str:
 def record_zskd(arg: str) -> str:
     """Table 1 or 2 for `zskd.py:<arg>`: a dataset, or MNIST with a larger budget."""
     rows = []
-    dataset = arg.removesuffix("_long").removesuffix("_paper_steps")
+    # The config knows its dataset, so the budget suffixes are not parsed a second time here.
+    dataset = config_files.load_config(
+        os.path.join(REPO, f"experiments/configs/zskd.py:{arg}")).dataset
     workdir = f"runs/zskd_{arg}"
     command = ["run", f"experiments/configs/zskd.py:{arg}", "--workdir", workdir,
                f"--config.teacher_workdir={ZSKD_TEACHERS[dataset]}"]
