@@ -32,7 +32,7 @@ def impressions_schedule(learning_rate: float, num_steps: int, schedule: str) ->
 
 def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps: int = 1500,
                        learning_rate: float = 0.05, schedule: str = "linear",
-                       pixel_l2: float = 0.0, tv_l2: float = 0.0,
+                       pixel_l2: float = 0.0, tv_l2: float = 0.0, jitter: int = 0,
                        name: str = "data_impressions") -> SynthesisMethod:
     """x̄ = argmin_x CE(y, softmax(T(x)/τ)) + λ‖x‖² + μ·TV²(x) from noise, Adam, clip to [0, 1].
 
@@ -54,9 +54,13 @@ def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps
       tv_l2: μ ≥ 0, weight of the squared total variation of each impression
         (`losses.total_variation_l2`), a smoothness prior that is not in the paper either; 0
         turns it off.
+      jitter: J ≥ 0, not in the paper either: at every step each impression is rolled by its
+        own random shift in [-J, J] pixels along both axes before the teacher sees it, so that
+        only patterns the teacher recognises wherever they sit survive. 0 turns it off.
 
     References:
-      Nayak et al., TPAMI 2021, eq. 2 and Algorithm 1.
+      Nayak et al., TPAMI 2021, eq. 2 and Algorithm 1; random jitter as in Yin et al.,
+      "Dreaming to Distill: Data-free Knowledge Transfer via DeepInversion", CVPR 2020.
     """
     if temperature <= 0:
         raise ValueError(f"temperature τ must be > 0, got {temperature}; the paper uses 20.")
@@ -64,21 +68,30 @@ def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps
         raise ValueError(f"pixel_l2 λ must be ≥ 0, got {pixel_l2}; 0 is the paper's objective.")
     if tv_l2 < 0:
         raise ValueError(f"tv_l2 μ must be ≥ 0, got {tv_l2}; 0 is the paper's objective.")
+    if not isinstance(jitter, int) or jitter < 0:
+        raise ValueError(f"jitter must be a whole number of pixels ≥ 0, got {jitter!r}; 0 is "
+                         "the paper's objective.")
 
     def init_fn(rng: jax.Array, targets: jax.Array) -> jax.Array:
         return jax.random.uniform(rng, (targets.shape[0], *teacher.image_shape))
 
     def loss_fn(teacher_variables: dict, images: jax.Array, targets: jax.Array,
                 rng: jax.Array) -> jax.Array:
-        del rng  # the objective is deterministic
-        logits = teacher.logits(images, teacher_variables)
+        seen = images
+        if jitter:
+            shift = jax.random.randint(rng, (2,), -jitter, jitter + 1)
+            seen = jnp.roll(images, (shift[0], shift[1]), axis=(-3, -2))
+        logits = teacher.logits(seen, teacher_variables)
         prior = pixel_l2 * jnp.sum(images ** 2) + tv_l2 * losses.total_variation_l2(images).sum()
         return losses.soft_cross_entropy(logits, targets, temperature).sum() + prior
 
     config = {"temperature": temperature, "num_steps": num_steps,
               "learning_rate": learning_rate, "schedule": schedule, "pixel_l2": pixel_l2}
-    if tv_l2:  # recorded only when on, so workdirs from before the prior still resume
+    # Recorded only when on, so workdirs from before these options still resume.
+    if tv_l2:
         config["tv_l2"] = tv_l2
+    if jitter:
+        config["jitter"] = jitter
     return SynthesisMethod(
         name=name, init_fn=init_fn, loss_fn=loss_fn,
         optimizer=optax.adam(impressions_schedule(learning_rate, num_steps, schedule)),
