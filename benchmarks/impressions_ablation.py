@@ -64,7 +64,6 @@ def ablation_configs(dataset: str, pixel_l2: float, tv_l2: float, temperature: f
     synthesis.num_per_class, synthesis.chunk_size, synthesis.steps_per_call = 200, 2000, 100
     synthesis.pixel_l2, synthesis.tv_l2 = pixel_l2, tv_l2
     synthesis.temperature = temperature
-    synthesis.jitter = 0  # the priors are ablated on the paper's objective
     distill_config = config.distill
     distill_config.num_steps, distill_config.log_every = 1000, 100
     distill_config.optimizer.learning_rate = 1e-2
