@@ -149,7 +149,7 @@ def test_jitter_makes_impressions_survive_shifts(mnist_teacher, mnist_impression
     assert jittered_shifted < plain_shifted
     assert _agreement(jittered.logits, jittered.targets) > 0.9
     assert jittered.config["jitter"] == 2
-    for bad in (-1, 1.5):
+    for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="jitter must be a whole number of pixels"):
             impressions.impressions_method(mnist_teacher, jitter=bad)
 

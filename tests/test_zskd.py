@@ -115,8 +115,8 @@ def test_larger_budget_configs_change_only_the_budget(budget):
     differ."""
     config_path = os.path.join(REPO, "experiments", "configs", "zskd.py")
     default = config_files.load_config(f"{config_path}:mnist").to_dict()
-    long_budget = config_files.load_config(f"{config_path}:{budget}").to_dict()
-    changed = {line.split(":")[0] for line in workdir_lib.config_differences(default, long_budget)}
+    larger = config_files.load_config(f"{config_path}:{budget}").to_dict()
+    changed = {line.split(":")[0] for line in workdir_lib.config_differences(default, larger)}
     assert changed == {"synthesis.num_steps", "distill.num_steps", "references"}
-    assert long_budget["synthesis"]["num_steps"] > default["synthesis"]["num_steps"]
-    assert long_budget["distill"]["num_steps"] > default["distill"]["num_steps"]
+    assert larger["synthesis"]["num_steps"] > default["synthesis"]["num_steps"]
+    assert larger["distill"]["num_steps"] > default["distill"]["num_steps"]

@@ -68,7 +68,7 @@ def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps
         raise ValueError(f"pixel_l2 λ must be ≥ 0, got {pixel_l2}; 0 is the paper's objective.")
     if tv_l2 < 0:
         raise ValueError(f"tv_l2 μ must be ≥ 0, got {tv_l2}; 0 is the paper's objective.")
-    if not isinstance(jitter, int) or jitter < 0:
+    if not isinstance(jitter, int) or isinstance(jitter, bool) or jitter < 0:
         raise ValueError(f"jitter must be a whole number of pixels ≥ 0, got {jitter!r}; 0 is "
                          "the paper's objective.")
 
