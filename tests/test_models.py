@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxinv import models
+from jaxinv.models.lenet import conv_valid
 
 BATCH_SIZE = 2
 GRAYSCALE_32 = (32, 32, 1)
@@ -246,6 +247,35 @@ def test_max_pool_2x2_matches_nn_max_pool(shape):
 
     reshaped, reduced = values_and_grads_fn(x)
     chex.assert_trees_all_close(reshaped, reduced)
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_conv_valid_gradients_match_autodiff_of_xla_conv(layout, in_channels):
+    # conv_valid writes its own input gradient (one path for a single input channel, another
+    # for several); both must equal autodiff of XLA's convolution.
+    rng = np.random.default_rng(0)
+    shape = (2, 9, 11, in_channels) if layout == "NHWC" else (2, in_channels, 9, 11)
+    x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(5, 4, in_channels, 6)), jnp.float32)
+    dimension_numbers = (layout, "HWIO", layout)
+
+    def xla_conv(x, kernel):
+        return jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
+                                            dimension_numbers=dimension_numbers)
+
+    weights = jnp.asarray(rng.normal(size=xla_conv(x, kernel).shape), jnp.float32)
+
+    def loss_fn(conv_fn, x, kernel):
+        return jnp.sum(conv_fn(x, kernel) * weights)
+
+    @jax.jit
+    def grads_fn(x, kernel):
+        return [jax.grad(loss_fn, argnums=(1, 2))(conv_fn, x, kernel)
+                for conv_fn in (lambda x, k: conv_valid(x, k, layout), xla_conv)]
+
+    ours, reference = grads_fn(x, kernel)
+    chex.assert_trees_all_close(ours, reference, atol=1e-4, rtol=1e-5)
 
 
 def test_local_response_norm_matches_tensorflows_definition():
