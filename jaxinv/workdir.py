@@ -10,6 +10,10 @@ import ml_collections
 from jaxinv import report
 
 CONFIG_FILE = "config.json"
+# Config keys added after runs were recorded, each with the value that does what runs made
+# before it did. A saved config without such a key matches a new one that holds that value,
+# so older workdirs still resume; any other value is a real difference.
+KEYS_ADDED_LATER = {"synthesis.tv_l2": 0.0, "synthesis.jitter": 0}
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -22,8 +26,14 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
-    """Human-readable `key: old -> new` lines for every leaf that differs."""
+    """Human-readable `key: old -> new` lines for every leaf that differs.
+
+    A key of `KEYS_ADDED_LATER` that `old` lacks counts as holding its earlier behaviour.
+    """
     old_flat, new_flat = _flatten(old), _flatten(new)
+    for key, earlier_value in KEYS_ADDED_LATER.items():
+        if key in new_flat and key not in old_flat:
+            old_flat[key] = earlier_value
     keys = sorted(set(old_flat) | set(new_flat))
     return [f"{k}: {old_flat.get(k, '<absent>')!r} -> {new_flat.get(k, '<absent>')!r}"
             for k in keys if old_flat.get(k, "<absent>") != new_flat.get(k, "<absent>")]

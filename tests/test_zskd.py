@@ -120,3 +120,18 @@ def test_larger_budget_configs_change_only_the_budget(budget):
     assert changed == {"synthesis.num_steps", "distill.num_steps", "references"}
     assert larger["synthesis"]["num_steps"] > default["synthesis"]["num_steps"]
     assert larger["distill"]["num_steps"] > default["distill"]["num_steps"]
+
+
+@pytest.mark.parametrize("key", sorted(workdir_lib.KEYS_ADDED_LATER))
+def test_saved_config_without_a_later_key_resumes_only_with_its_earlier_value(key):
+    """A workdir recorded before a config key existed still matches a config that holds the
+    key's earlier behaviour (so it resumes), and differs from one that turns it on."""
+    config_path = os.path.join(REPO, "experiments", "configs", "zskd.py")
+    current = config_files.load_config(f"{config_path}:mnist").to_dict()
+    section, name = key.split(".")
+    saved = {**current, section: {k: v for k, v in current[section].items() if k != name}}
+    assert current[section][name] == workdir_lib.KEYS_ADDED_LATER[key]
+    assert workdir_lib.config_differences(saved, current) == []
+    turned_on = {**current, section: {**current[section], name: 2}}
+    earlier = workdir_lib.KEYS_ADDED_LATER[key]
+    assert workdir_lib.config_differences(saved, turned_on) == [f"{key}: {earlier!r} -> 2"]
