@@ -13,7 +13,7 @@ CONFIG_FILE = "config.json"
 # Config keys added after runs were recorded, each with the value that does what runs made
 # before it did. A saved config without such a key matches a new one that holds that value,
 # so older workdirs still resume; any other value is a real difference.
-KEYS_ADDED_LATER = {"synthesis.tv_l2": 0.0, "synthesis.jitter": 0}
+KEYS_ADDED_LATER = {"synthesis.tv_l2": 0.0, "synthesis.jitter": 0, "synthesis.pixel_l1": 0.0}
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
