@@ -98,9 +98,10 @@ def conv_valid(x: jax.Array, kernel: jax.Array, layout: str = "NHWC") -> jax.Arr
     transposed kernel, which XLA:CPU runs 5-14x slower than the forward one at LeNet's
     channel counts. Here, for a one-channel input (the image), it is one fused sum of shifted
     slices of the gradient; for more channels, a matmul with the kernel into columns followed
-    by col2im as kh*kw strided adds. The kernel gradient is XLA's own; it is pruned when only
-    the inputs are differentiated (synthesis), and the input gradient is pruned when only the
-    kernel is (training the first layer).
+    by col2im as kh*kw strided adds. The kernel gradient is XLA's own, except for a
+    one-channel input, where row-wise correlation matmuls replace XLA's slow kernel
+    convolution. The kernel gradient is pruned when only the inputs are differentiated
+    (synthesis), and the input gradient when only the kernel is (training the first layer).
 
     Args:
       x: (N, H, W, C_in), or (N, C_in, H, W) with `layout="NCHW"`.
@@ -144,12 +145,37 @@ def _single_channel_input_grad(grad_out: jax.Array, kernel: jax.Array, layout: s
     return grad_x
 
 
+def _single_channel_kernel_grad(x: jax.Array, grad_out: jax.Array, kernel_shape: tuple,
+                                layout: str) -> jax.Array:
+    """The kernel gradient of a VALID convolution of a one-channel input, (kh, kw, 1, C_out).
+
+    grad_k[i, j, 0, o] = sum over n, y, x of image[n, y + i, x + j] * grad_out[n, o, y, x]. Per
+    kernel row i, one matmul over (n, y) correlates every image column with every output
+    column, and the kw taps are sums along the diagonals x' = x + j of that small product.
+    XLA:CPU's own kernel-gradient convolution for one input channel is several times slower,
+    and was the largest single cost of a LeNet-5 train step (benchmarks/bench_train.py).
+    """
+    if layout == "NHWC":
+        grad_out = jnp.moveaxis(grad_out, -1, 1)
+    kernel_height, kernel_width, _, out_channels = kernel_shape
+    out_height, out_width = grad_out.shape[-2:]
+    image = x.reshape(x.shape[0], out_height + kernel_height - 1, out_width + kernel_width - 1)
+    rows = []
+    for i in range(kernel_height):
+        # correlation[o, v, x] = sum over n, y of grad_out[n, o, y, x] * image[n, y + i, v]
+        correlation = jnp.einsum("noyx,nyv->ovx", grad_out, image[:, i:i + out_height])
+        rows.append(jnp.stack([
+            jnp.trace(correlation[:, j:j + out_width], axis1=1, axis2=2)
+            for j in range(kernel_width)]))
+    return jnp.stack(rows)[:, :, None, :]
+
+
 def _conv_valid_bwd(layout, residuals, grad_out):
     x, kernel = residuals
-    _, kernel_vjp = jax.vjp(lambda k: _xla_conv(x, k, layout), kernel)
     if kernel.shape[2] == 1:
         return (_single_channel_input_grad(grad_out, kernel, layout).reshape(x.shape),
-                kernel_vjp(grad_out)[0])
+                _single_channel_kernel_grad(x, grad_out, kernel.shape, layout))
+    _, kernel_vjp = jax.vjp(lambda k: _xla_conv(x, k, layout), kernel)
     kernel_height, kernel_width = kernel.shape[:2]
     height_axis, width_axis = _SPATIAL_AXES[layout]
     height, width = grad_out.shape[height_axis], grad_out.shape[width_axis]
