@@ -100,8 +100,9 @@ def conv_valid(x: jax.Array, kernel: jax.Array, layout: str = "NHWC") -> jax.Arr
     slices of the gradient; for more channels, a matmul with the kernel into columns followed
     by col2im as kh*kw strided adds. The kernel gradient is XLA's own, except for a
     one-channel input, where row-wise correlation matmuls replace XLA's slow kernel
-    convolution. The kernel gradient is pruned when only the inputs are differentiated
-    (synthesis), and the input gradient when only the kernel is (training the first layer).
+    convolution (`_banded_single_channel_conv`). The kernel gradient is pruned when only the
+    inputs are differentiated (synthesis), and the input gradient when only the kernel is
+    (training the first layer).
 
     Args:
       x: (N, H, W, C_in), or (N, C_in, H, W) with `layout="NCHW"`.
@@ -145,36 +146,39 @@ def _single_channel_input_grad(grad_out: jax.Array, kernel: jax.Array, layout: s
     return grad_x
 
 
-def _single_channel_kernel_grad(x: jax.Array, grad_out: jax.Array, kernel_shape: tuple,
-                                layout: str) -> jax.Array:
-    """The kernel gradient of a VALID convolution of a one-channel input, (kh, kw, 1, C_out).
+def _banded_single_channel_conv(x: jax.Array, kernel: jax.Array, layout: str) -> jax.Array:
+    """The VALID convolution of a one-channel input as kh matmuls with banded matrices.
 
-    grad_k[i, j, 0, o] = sum over n, y, x of image[n, y + i, x + j] * grad_out[n, o, y, x]. Per
-    kernel row i, one matmul over (n, y) correlates every image column with every output
-    column, and the kw taps are sums along the diagonals x' = x + j of that small product.
-    XLA:CPU's own kernel-gradient convolution for one input channel is several times slower,
-    and was the largest single cost of a LeNet-5 train step (benchmarks/bench_train.py).
+    out[n, o, y, x] = sum over i of image[n, y + i, :] @ band_i[:, x, o], where
+    band_i[v, x, o] = kernel[i, v - x, 0, o] (zero off the band). Only its transpose with
+    respect to the kernel is used: per kernel row, one matmul over (n, y) that correlates
+    every image column with every output column, then a contraction with the 0/1 band
+    pattern. XLA:CPU's own kernel-gradient convolution for one input channel is several times
+    slower and was the largest single cost of a LeNet-5 train step (benchmarks/bench_train.py).
+    Autodiff derives the transpose, so inside shard_map it also sums over devices when the
+    kernel is replicated and the images are not.
     """
-    if layout == "NHWC":
-        grad_out = jnp.moveaxis(grad_out, -1, 1)
-    kernel_height, kernel_width, _, out_channels = kernel_shape
-    out_height, out_width = grad_out.shape[-2:]
-    image = x.reshape(x.shape[0], out_height + kernel_height - 1, out_width + kernel_width - 1)
-    rows = []
+    kernel_height, kernel_width, _, out_channels = kernel.shape
+    height_axis, width_axis = _SPATIAL_AXES[layout]
+    height, width = x.shape[height_axis], x.shape[width_axis]
+    image = x.reshape(x.shape[0], height, width)
+    out_height, out_width = height - kernel_height + 1, width - kernel_width + 1
+    # band_pattern[j, v, x] = 1 where v = x + j.
+    band_pattern = (jnp.arange(width)[None, :, None] == jnp.arange(kernel_width)[:, None, None]
+                    + jnp.arange(out_width)[None, None, :]).astype(x.dtype)
+    out = 0.0
     for i in range(kernel_height):
-        # correlation[o, v, x] = sum over n, y of grad_out[n, o, y, x] * image[n, y + i, v]
-        correlation = jnp.einsum("noyx,nyv->ovx", grad_out, image[:, i:i + out_height])
-        rows.append(jnp.stack([
-            jnp.trace(correlation[:, j:j + out_width], axis1=1, axis2=2)
-            for j in range(kernel_width)]))
-    return jnp.stack(rows)[:, :, None, :]
+        band = jnp.einsum("jvx,jo->vxo", band_pattern, kernel[i, :, 0, :])
+        out = out + jnp.einsum("nyv,vxo->noyx", image[:, i:i + out_height], band)
+    return out if layout == "NCHW" else jnp.moveaxis(out, 1, -1)
 
 
 def _conv_valid_bwd(layout, residuals, grad_out):
     x, kernel = residuals
     if kernel.shape[2] == 1:
+        _, kernel_vjp = jax.vjp(lambda k: _banded_single_channel_conv(x, k, layout), kernel)
         return (_single_channel_input_grad(grad_out, kernel, layout).reshape(x.shape),
-                _single_channel_kernel_grad(x, grad_out, kernel.shape, layout))
+                kernel_vjp(grad_out)[0])
     _, kernel_vjp = jax.vjp(lambda k: _xla_conv(x, k, layout), kernel)
     kernel_height, kernel_width = kernel.shape[:2]
     height_axis, width_axis = _SPATIAL_AXES[layout]
