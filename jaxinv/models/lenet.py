@@ -158,7 +158,7 @@ def _banded_single_channel_conv(x: jax.Array, kernel: jax.Array, layout: str) ->
     Autodiff derives the transpose, so inside shard_map it also sums over devices when the
     kernel is replicated and the images are not.
     """
-    kernel_height, kernel_width, _, out_channels = kernel.shape
+    kernel_height, kernel_width = kernel.shape[:2]
     height_axis, width_axis = _SPATIAL_AXES[layout]
     height, width = x.shape[height_axis], x.shape[width_axis]
     image = x.reshape(x.shape[0], height, width)
