@@ -10,10 +10,14 @@ import ml_collections
 from jaxinv import report
 
 CONFIG_FILE = "config.json"
-# Config keys added after runs were recorded, each with the value that does what runs made
+# Keys added to recorded configs after runs were made (a run's config.json, and the method
+# config in a synthesis run's synthesis.json), each with the value that does what runs made
 # before it did. A saved config without such a key matches a new one that holds that value,
 # so older workdirs still resume; any other value is a real difference.
-KEYS_ADDED_LATER = {"synthesis.tv_l2": 0.0, "synthesis.jitter": 0, "synthesis.pixel_l1": 0.0}
+_IMPRESSIONS_OPTIONS_ADDED_LATER = {"tv_l2": 0.0, "jitter": 0, "pixel_l1": 0.0}
+KEYS_ADDED_LATER = {f"{section}.{name}": value
+                    for section in ("synthesis", "method_config")
+                    for name, value in _IMPRESSIONS_OPTIONS_ADDED_LATER.items()}
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

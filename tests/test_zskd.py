@@ -9,6 +9,7 @@ import pytest
 
 from jaxinv import cli, config_files
 from jaxinv import workdir as workdir_lib
+from jaxinv.synthesis import impressions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(REPO, "experiments", "configs", "zskd.py") + ":smoke"
@@ -124,14 +125,22 @@ def test_larger_budget_configs_change_only_the_budget(budget):
 
 @pytest.mark.parametrize("key", sorted(workdir_lib.KEYS_ADDED_LATER))
 def test_saved_config_without_a_later_key_resumes_only_with_its_earlier_value(key):
-    """A workdir recorded before a config key existed still matches a config that holds the
-    key's earlier behaviour (so it resumes), and differs from one that turns it on."""
-    config_path = os.path.join(REPO, "experiments", "configs", "zskd.py")
-    current = config_files.load_config(f"{config_path}:mnist").to_dict()
+    """A config recorded before a key existed still matches one that holds the key's earlier
+    behaviour (so its workdir resumes), and differs from one that turns it on."""
     section, name = key.split(".")
-    saved = {**current, section: {k: v for k, v in current[section].items() if k != name}}
-    assert current[section][name] == workdir_lib.KEYS_ADDED_LATER[key]
-    assert workdir_lib.config_differences(saved, current) == []
-    turned_on = {**current, section: {**current[section], name: 2}}
     earlier = workdir_lib.KEYS_ADDED_LATER[key]
+    saved = {section: {"seed": 0}}
+    assert workdir_lib.config_differences(saved, {section: {"seed": 0, name: earlier}}) == []
+    turned_on = {section: {"seed": 0, name: 2}}
     assert workdir_lib.config_differences(saved, turned_on) == [f"{key}: {earlier!r} -> 2"]
+
+
+def test_configs_and_methods_default_the_later_keys_to_their_earlier_values(mnist_teacher):
+    """The zskd configs and `impressions_method` hold every later key at its earlier value, so
+    a rerun of an old command resumes its workdir."""
+    config_path = os.path.join(REPO, "experiments", "configs", "zskd.py")
+    recorded = {"synthesis": config_files.load_config(f"{config_path}:mnist").synthesis.to_dict(),
+                "method_config": impressions.impressions_method(mnist_teacher).config}
+    for key, earlier in workdir_lib.KEYS_ADDED_LATER.items():
+        section, name = key.split(".")
+        assert recorded[section][name] == earlier, key

@@ -94,15 +94,11 @@ def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps
                  + tv_l2 * losses.total_variation_l2(images).sum())
         return losses.soft_cross_entropy(logits, targets, temperature).sum() + prior
 
+    # Workdirs recorded before pixel_l1, tv_l2 or jitter existed still resume: see
+    # `workdir.KEYS_ADDED_LATER`.
     config = {"temperature": temperature, "num_steps": num_steps,
-              "learning_rate": learning_rate, "schedule": schedule, "pixel_l2": pixel_l2}
-    # Recorded only when on, so workdirs from before these options still resume.
-    if pixel_l1:
-        config["pixel_l1"] = pixel_l1
-    if tv_l2:
-        config["tv_l2"] = tv_l2
-    if jitter:
-        config["jitter"] = jitter
+              "learning_rate": learning_rate, "schedule": schedule, "pixel_l2": pixel_l2,
+              "pixel_l1": pixel_l1, "tv_l2": tv_l2, "jitter": jitter}
     return SynthesisMethod(
         name=name, init_fn=init_fn, loss_fn=loss_fn,
         optimizer=optax.adam(impressions_schedule(learning_rate, num_steps, schedule)),
