@@ -39,6 +39,8 @@ TEACHERS = [("mnist", "LeNet-5 on MNIST", 99.34, 99.3),
 ZSKD_TEACHERS = {"mnist": "runs/teacher_mnist_plain",
                  "fashion_mnist": "runs/teacher_fashion_mnist"}
 FIGURES = os.path.join(REPO, "benchmarks", "figures")
+# Drawn from the teacher alone (Fig. 1's class similarity), the same for every config variant.
+TEACHER_FIGURES = ("similarity.png",)
 
 
 def run(command: list[str]) -> dict:
@@ -50,13 +52,18 @@ def run(command: list[str]) -> dict:
     return json.loads(proc.stdout[proc.stdout.index("{"):])
 
 
-def keep_figures(workdir: str, section: str) -> list[str]:
-    """Copies the PNGs of `workdir/figures` to benchmarks/figures/<section>_<name>.png."""
+def keep_figures(workdir: str, section: str, teacher_section: str = "") -> list[str]:
+    """Copies the PNGs of `workdir/figures` to benchmarks/figures/<section>_<name>.png.
+
+    A figure that depends only on the teacher (`TEACHER_FIGURES`) is named after
+    `teacher_section` instead, so the variants of one teacher share one copy.
+    """
     kept = []
     source = os.path.join(REPO, workdir, "figures")
     for name in sorted(os.listdir(source)):
         if name.endswith(".png"):
-            target = os.path.join(FIGURES, f"{section}_{name}")
+            owner = teacher_section if teacher_section and name in TEACHER_FIGURES else section
+            target = os.path.join(FIGURES, f"{owner}_{name}")
             shutil.copyfile(os.path.join(source, name), target)
             kept.append(os.path.relpath(target, REPO))
     return kept
@@ -131,7 +138,9 @@ def record_zskd(arg: str, variant: str = "", overrides: tuple[str, ...] = ()) ->
                else f"is {paper['zskd'] - ours:.2f} points short of the paper's")
     return "\n".join([
         f"## Zero-shot KD with Data Impressions: {name}", "", _stamp(),
-        f"The ZSKD student ({ours:.2f} %) {verdict} {paper['zskd']} %, which is the bar.",
+        f"The ZSKD student ({ours:.2f} %) {verdict} {paper['zskd']} %, which is the bar. "
+        "It is one distillation seed (0, the seed the configs were tuned on); the spread "
+        "over seeds is in the distillation ablation.",
         "Cells are paper / jaxinv. Student-CE is trained on real labels, Student-KD on the "
         "teacher's soft targets for the real training images; the ZSKD student sees only Data "
         "Impressions. Similarity is Appendix B: Pearson / Spearman between the weight-based and "
@@ -140,7 +149,7 @@ def record_zskd(arg: str, variant: str = "", overrides: tuple[str, ...] = ()) ->
         report.markdown_table(["dataset", "DIs", "teacher", "Student-KD", "Student-CE",
                                "ZSKD", "teacher agrees with DI target (%)",
                                "minutes per stage", "command", "similarity r / ρ"], rows),
-        *_figure_lines(keep_figures(workdir, f"zskd_{name}"))])
+        *_figure_lines(keep_figures(workdir, f"zskd_{name}", f"zskd_{dataset}"))])
 
 
 def record_transfer_size(dataset: str) -> str:
