@@ -126,8 +126,8 @@ def _single_channel_input_grad(grad_out: jax.Array, kernel: jax.Array, layout: s
     grad_out[n, o, y - i, x - j] * kernel[i, j, 0, o], written as kh*kw*C_out shifted slices of
     the zero-padded gradient, each times a scalar. XLA:CPU fuses the whole sum into one loop
     over the input pixels, so nothing kh*kw times the input's size is written to memory, as
-    the columns of the general path are. For LeNet-5's image layer this made synthesis 1.58x
-    eager PyTorch where the columns gave 1.42x (benchmarks/bench_synthesis.py).
+    the columns of the general path are. For LeNet-5's image layer this is what brought
+    synthesis to 1.58x eager PyTorch (BENCHMARKS.md, benchmarks/bench_synthesis.py).
     """
     if layout == "NHWC":
         grad_out = jnp.moveaxis(grad_out, -1, 1)
@@ -154,7 +154,8 @@ def _banded_single_channel_conv(x: jax.Array, kernel: jax.Array, layout: str) ->
     respect to the kernel is used: per kernel row, one matmul over (n, y) that correlates
     every image column with every output column, then a contraction with the 0/1 band
     pattern. It replaces XLA:CPU's kernel-gradient convolution, which is slow for one input
-    channel: LeNet-5 training went from 0.54x to 0.57x eager PyTorch (benchmarks/bench_train.py).
+    channel; with it LeNet-5 trains at 0.57x eager PyTorch (BENCHMARKS.md,
+    benchmarks/bench_train.py).
     Autodiff derives the transpose, so inside shard_map it also sums over devices when the
     kernel is replicated and the images are not.
     """
