@@ -101,18 +101,23 @@ def _accuracy(results: dict, name: str) -> str:
     return "not run" if value is None else f"{value:.2f}"
 
 
-def record_zskd(arg: str, variant: str = "", overrides: tuple[str, ...] = ()) -> str:
+def record_zskd(arg: str, variant: str = "", overrides: tuple[str, ...] = (),
+                num_seeds: int = 1) -> str:
     """Table 1 or 2 for `zskd.py:<arg>`: a dataset, or MNIST with a larger budget.
 
     `overrides` (`--config.key=value` flags) make a variant of the config, recorded as
-    `zskd_<arg>_<variant>` in its own workdir.
+    `zskd_<arg>_<variant>` in its own workdir. With `num_seeds` > 1, that many students are
+    distilled (`distill.num_seeds`) in a workdir of their own, and the bar is judged on their
+    mean.
     """
     rows = []
     # The config knows its dataset, so the budget suffixes are not parsed a second time here.
     dataset = config_files.load_config(
         os.path.join(REPO, f"experiments/configs/zskd.py:{arg}")).dataset
     name = f"{arg}_{variant}" if variant else arg
-    workdir = f"runs/zskd_{name}"
+    workdir = f"runs/zskd_{name}" + (f"_{num_seeds}seeds" if num_seeds > 1 else "")
+    if num_seeds > 1:
+        overrides = (*overrides, f"--config.distill.num_seeds={num_seeds}")
     command = ["run", f"experiments/configs/zskd.py:{arg}", "--workdir", workdir,
                f"--config.teacher_workdir={ZSKD_TEACHERS[dataset]}", *overrides]
     r = run(command)
@@ -133,14 +138,23 @@ def record_zskd(arg: str, variant: str = "", overrides: tuple[str, ...] = ()) ->
         rows[-1] = rows[-1] + (
             f"{check['whole_matrix']['pearson']:.3f} / "
             f"{check['whole_matrix']['spearman']:.3f}",)
-    ours = r["zskd_student_test_accuracy"]
+    spread = r.get("zskd_student_seeds")
+    if spread:
+        ours = spread["mean"]
+        subject = (f"The mean ZSKD student over distillation seeds "
+                   f"{', '.join(map(str, spread['seeds']))} ({ours:.2f} %, sample sd "
+                   f"{spread['sd']:.2f}, range {spread['min']:.2f}-{spread['max']:.2f}; the "
+                   "ZSKD cell is the first seed)")
+    else:
+        ours = r["zskd_student_test_accuracy"]
+        subject = (f"The ZSKD student ({ours:.2f} %, one distillation seed: 0, the seed the "
+                   "configs were tuned on; the spread over seeds is in the distillation "
+                   "ablation)")
     verdict = ("meets the paper's" if ours >= paper["zskd"]
                else f"is {paper['zskd'] - ours:.2f} points short of the paper's")
     return "\n".join([
         f"## Zero-shot KD with Data Impressions: {name}", "", _stamp(),
-        f"The ZSKD student ({ours:.2f} %) {verdict} {paper['zskd']} %, which is the bar. "
-        "It is one distillation seed (0, the seed the configs were tuned on); the spread "
-        "over seeds is in the distillation ablation.",
+        f"{subject} {verdict} {paper['zskd']} %, which is the bar.",
         "Cells are paper / jaxinv. Student-CE is trained on real labels, Student-KD on the "
         "teacher's soft targets for the real training images; the ZSKD student sees only Data "
         "Impressions. Similarity is Appendix B: Pearson / Spearman between the weight-based and "
@@ -185,8 +199,10 @@ def record_demo() -> str:
 
 
 SECTIONS = {"teachers": record_teachers, "demo": record_demo,
-            "zskd_mnist": lambda: record_zskd("mnist"),
-            "zskd_fashion_mnist": lambda: record_zskd("fashion_mnist"),
+            # Tables 1 and 2 are judged on the mean of five students (the spread over seeds
+            # on Fashion-MNIST is larger than most differences between settings).
+            "zskd_mnist": lambda: record_zskd("mnist", num_seeds=5),
+            "zskd_fashion_mnist": lambda: record_zskd("fashion_mnist", num_seeds=5),
             "zskd_mnist_long": lambda: record_zskd("mnist_long"),
             "zskd_mnist_paper_steps": lambda: record_zskd("mnist_paper_steps"),
             # Not in the paper: DeepInversion's jitter (J = 2) during synthesis.

@@ -46,7 +46,7 @@ def demo_zskd_config(kind: str, teacher_workdir: str) -> ml_collections.ConfigDi
         num_steps=200, learning_rate=0.05, schedule="linear", pixel_l2=0.0, chunk_size=1200,
         steps_per_call=50, seed=0))
     config.distill = ml_collections.ConfigDict(dict(
-        seed=0, batch_size=64, num_steps=800, temperature=20.0, scale_by_t2=True,
+        seed=0, num_seeds=1, batch_size=64, num_steps=800, temperature=20.0, scale_by_t2=True,
         checkpoint_every=400, log_every=50, eval_batch_size=120,
         optimizer=dict(name="adam", learning_rate=2e-3, schedule="cosine", weight_decay=0.0,
                        momentum=0.9),

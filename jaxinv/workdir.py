@@ -15,9 +15,10 @@ CONFIG_FILE = "config.json"
 # before it did. A saved config without such a key matches a new one that holds that value,
 # so older workdirs still resume; any other value is a real difference.
 _IMPRESSIONS_OPTIONS_ADDED_LATER = {"tv_l2": 0.0, "jitter": 0, "pixel_l1": 0.0}
-KEYS_ADDED_LATER = {f"{section}.{name}": value
-                    for section in ("synthesis", "method_config")
-                    for name, value in _IMPRESSIONS_OPTIONS_ADDED_LATER.items()}
+KEYS_ADDED_LATER = {**{f"{section}.{name}": value
+                       for section in ("synthesis", "method_config")
+                       for name, value in _IMPRESSIONS_OPTIONS_ADDED_LATER.items()},
+                    "distill.num_seeds": 1}
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -5,7 +5,7 @@ tables. Each stage writes into its own subfolder and resumes on rerun:
 
   workdir/teacher/     the teacher (trained here unless `config.teacher_workdir` names one)
   workdir/synthesis/   chunks and the final transfer_set.npz
-  workdir/student/     the distilled student
+  workdir/student/     the distilled student (student_seed<s>/: more seeds, `distill.num_seeds`)
   workdir/student_kd/, student_ce/   optional real-data references (Tables 1-3)
   workdir/figures/     similarity heatmap and impression grid (Figs. 1 and 2)
 
@@ -106,6 +106,36 @@ def real_data_reference(kind: str, student_name: str, teacher: Teacher, train_se
             "num_images": len(train_set.images)}
 
 
+def distill_students(config: ml_collections.ConfigDict, teacher: Teacher,
+                     transfer_set: TransferSet, test: data.Dataset, workdir: str) -> list[float]:
+    """Test accuracies of `config.distill.num_seeds` students distilled on `transfer_set`.
+
+    Student i uses seed `distill.seed + i` for its initialisation, batch order and
+    augmentation; the first lives in workdir/student/, the others in workdir/student_seed<s>/.
+    One student is the paper's protocol; several measure how much of a difference between two
+    configs the choice of seed alone can make.
+    """
+    accuracies = []
+    for offset in range(config.distill.num_seeds):
+        seed = config.distill.seed + offset
+        distill_config = config.distill.copy_and_resolve_references()
+        distill_config.seed = seed
+        subdir = "student" if offset == 0 else f"student_seed{seed}"
+        accuracies.append(distill.distill_and_evaluate(
+            config.student, teacher, transfer_set.images, test, config=distill_config,
+            workdir=os.path.join(workdir, subdir),
+            teacher_logits=transfer_set.logits)["test_accuracy"])
+    return accuracies
+
+
+def seed_spread(seeds, accuracies: list[float]) -> dict:
+    """{"seeds", "test_accuracies", "mean", "sd" (sample), "min", "max"} of per-seed accuracies."""
+    values = np.asarray(accuracies, np.float64)
+    return {"seeds": [int(s) for s in seeds], "test_accuracies": [float(v) for v in values],
+            "mean": float(values.mean()), "sd": float(values.std(ddof=1)),
+            "min": float(values.min()), "max": float(values.max())}
+
+
 def _check_config(config: ml_collections.ConfigDict) -> None:
     models.get_model(config.student)  # unknown names fail before anything is written
     if not config.get("teacher_workdir"):
@@ -113,6 +143,10 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
     synthesis = config.synthesis
     if synthesis.temperature <= 0 or config.distill.temperature <= 0:
         raise ValueError("temperatures τ must be > 0 (the paper uses 20).")
+    num_seeds = config.distill.num_seeds
+    if not isinstance(num_seeds, int) or isinstance(num_seeds, bool) or num_seeds < 1:
+        raise ValueError(f"distill.num_seeds must be a whole number ≥ 1 (students distilled "
+                         f"with seeds distill.seed, distill.seed + 1, ...), got {num_seeds!r}.")
     if synthesis.kind == "dirichlet":
         dirichlet.check_betas(tuple(synthesis.betas), synthesis.num_per_class)
 
@@ -142,15 +176,13 @@ def zskd_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     agreement = float(np.mean(transfer_set.logits.argmax(-1) == transfer_set.targets.argmax(-1)))
 
     start = time.perf_counter()
-    student = distill.distill_and_evaluate(
-        config.student, teacher, transfer_set.images, test, config=config.distill,
-        workdir=os.path.join(workdir, "student"), teacher_logits=transfer_set.logits)
+    student_accuracies = distill_students(config, teacher, transfer_set, test, workdir)
     stage_seconds["distill"] = time.perf_counter() - start
 
     results = {
         "dataset": dataset, "test_note": test.note,
         "teacher_test_accuracy": teacher_results["test_accuracy"],
-        "zskd_student_test_accuracy": student["test_accuracy"],
+        "zskd_student_test_accuracy": student_accuracies[0],
         "num_impressions": len(transfer_set), "method": transfer_set.method,
         "teacher_target_agreement": agreement,
         # With the paper's concentration β·c_k, a target's largest entry is often another class.
@@ -159,6 +191,10 @@ def zskd_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "paper": dict(config.get("paper", {})),
         "stage_seconds": stage_seconds,
     }
+    if len(student_accuracies) > 1:
+        results["zskd_student_seeds"] = seed_spread(
+            range(config.distill.seed, config.distill.seed + len(student_accuracies)),
+            student_accuracies)
     references = config.get("references", ())
     if references:
         train_set = data.load_dataset(dataset, "train", image_size=config.image_size)

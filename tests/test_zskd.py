@@ -3,6 +3,7 @@ resumed on rerun, refused for a changed config, and bad input refused before any
 
 import json
 import os
+import statistics
 import time
 
 import pytest
@@ -88,6 +89,30 @@ def test_rerun_with_other_seed_is_refused(smoke_run, session_data_dir, monkeypat
     assert _tree(workdir) == before
 
 
+def test_several_seeds_report_their_spread(smoke_run, session_data_dir, tmp_path,
+                                            monkeypatch, capsys):
+    """With distill.num_seeds=3 the first student is the one-seed run's, and results add each
+    seed's accuracy with their mean, sample sd and range."""
+    _, one_seed, _ = smoke_run
+    workdir = str(tmp_path / "seeds")
+    monkeypatch.setenv("JAXINV_DATA_DIR", session_data_dir)
+    capsys.readouterr()
+    assert cli.main(["run", SMOKE, "--workdir", workdir, "--config.distill.num_seeds=3"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    spread = results["zskd_student_seeds"]
+    assert spread["seeds"] == [0, 1, 2]
+    accuracies = spread["test_accuracies"]
+    assert accuracies[0] == results["zskd_student_test_accuracy"]
+    assert accuracies[0] == one_seed["zskd_student_test_accuracy"]
+    assert spread["mean"] == pytest.approx(sum(accuracies) / 3)
+    assert spread["sd"] == pytest.approx(statistics.stdev(accuracies))
+    assert (spread["min"], spread["max"]) == (min(accuracies), max(accuracies))
+    # Different seeds train different students (the smoke students are far from converged).
+    assert len(set(accuracies)) > 1
+    for sub in ("student", "student_seed1", "student_seed2"):
+        assert os.path.exists(os.path.join(workdir, sub, "results.json")), sub
+
+
 @pytest.mark.parametrize("override, message", [
     ("--config.synthesis.betas=()", "betas must hold at least one scaling factor"),
     ("--config.synthesis.betas=(1.0,0.0)", "β must be > 0"),
@@ -96,6 +121,7 @@ def test_rerun_with_other_seed_is_refused(smoke_run, session_data_dir, monkeypat
                                            "len(betas)=2"),
     ("--config.synthesis.temperature=0", "temperatures τ must be > 0"),
     ("--config.distill.temperature=-1", "temperatures τ must be > 0"),
+    ("--config.distill.num_seeds=0", "distill.num_seeds must be a whole number ≥ 1"),
 ])
 def test_bad_input_exits_2_and_leaves_no_workdir(override, message, tmp_path, data_dir,
                                                  monkeypatch, capsys):
@@ -139,7 +165,8 @@ def test_configs_and_methods_default_the_later_keys_to_their_earlier_values(mnis
     """The zskd configs and `impressions_method` hold every later key at its earlier value, so
     a rerun of an old command resumes its workdir."""
     config_path = os.path.join(REPO, "experiments", "configs", "zskd.py")
-    recorded = {"synthesis": config_files.load_config(f"{config_path}:mnist").synthesis.to_dict(),
+    config = config_files.load_config(f"{config_path}:mnist")
+    recorded = {"synthesis": config.synthesis.to_dict(), "distill": config.distill.to_dict(),
                 "method_config": impressions.impressions_method(mnist_teacher).config}
     for key, earlier in workdir_lib.KEYS_ADDED_LATER.items():
         section, name = key.split(".")

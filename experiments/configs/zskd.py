@@ -100,6 +100,10 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
 
     config.distill = ml_collections.ConfigDict()
     config.distill.seed = 0
+    # Students distilled with seeds 0, 1, ...: one is the paper's protocol. Five seeds on these
+    # DIs span 57.7-70.1 % on Fashion-MNIST (distill ablation in BENCHMARKS.md), so a single
+    # seed cannot tell two settings apart; the recorded tables use 5.
+    config.distill.num_seeds = 1
     config.distill.batch_size = 64 if smoke else 128
     config.distill.num_steps = 30 if smoke else distill_steps
     # The paper's τ. On Fashion-MNIST τ = 1 fell below every seed of τ = 20, and τ = 4 showed

@@ -77,7 +77,8 @@ def get_config(arg: str = "alexnet") -> ml_collections.ConfigDict:
         chunk_size=80 if smoke else 4000,
         steps_per_call=4 if smoke else 100, seed=0))
     config.distill = ml_collections.ConfigDict(dict(
-        seed=0, batch_size=32 if smoke else 512, num_steps=4 if smoke else 200 * 40000 // 512,
+        seed=0, num_seeds=1, batch_size=32 if smoke else 512,
+        num_steps=4 if smoke else 200 * 40000 // 512,
         temperature=20.0, scale_by_t2=True, checkpoint_every=4 if smoke else 2000,
         log_every=2 if smoke else 100, eval_batch_size=1000,
         optimizer=dict(name="adam", learning_rate=1e-3, schedule="cosine", weight_decay=0.0,
