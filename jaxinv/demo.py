@@ -43,8 +43,9 @@ def demo_zskd_config(kind: str, teacher_workdir: str) -> ml_collections.ConfigDi
     config.student = "digits_cnn_half"
     config.synthesis = ml_collections.ConfigDict(dict(
         kind=kind, betas=(1.0, 0.1), floor=1e-3, num_per_class=120, temperature=20.0,
-        num_steps=200, learning_rate=0.05, schedule="linear", pixel_l2=0.0, chunk_size=1200,
-        steps_per_call=50, seed=0))
+        num_steps=200, learning_rate=0.05, schedule="linear", pixel_l2=0.0, pixel_l1=0.0,
+        tv_l2=0.0, jitter=0, init_resolution=None, chunk_size=1200, steps_per_call=50,
+        seed=0))
     config.distill = ml_collections.ConfigDict(dict(
         seed=0, num_seeds=1, batch_size=64, num_steps=800, temperature=20.0, scale_by_t2=True,
         checkpoint_every=400, log_every=50, eval_batch_size=120,

@@ -14,7 +14,8 @@ CONFIG_FILE = "config.json"
 # config in a synthesis run's synthesis.json), each with the value that does what runs made
 # before it did. A saved config without such a key matches a new one that holds that value,
 # so older workdirs still resume; any other value is a real difference.
-_IMPRESSIONS_OPTIONS_ADDED_LATER = {"tv_l2": 0.0, "jitter": 0, "pixel_l1": 0.0}
+_IMPRESSIONS_OPTIONS_ADDED_LATER = {"tv_l2": 0.0, "jitter": 0, "pixel_l1": 0.0,
+                                    "init_resolution": None}
 KEYS_ADDED_LATER = {**{f"{section}.{name}": value
                        for section in ("synthesis", "method_config")
                        for name, value in _IMPRESSIONS_OPTIONS_ADDED_LATER.items()},

@@ -70,7 +70,7 @@ def synthesize_impressions(teacher: Teacher, config: ml_collections.ConfigDict,
         teacher, temperature=config.temperature, num_steps=config.num_steps,
         learning_rate=config.learning_rate, schedule=config.schedule,
         pixel_l2=config.pixel_l2, pixel_l1=config.pixel_l1, tv_l2=config.tv_l2,
-        jitter=config.jitter,
+        jitter=config.jitter, init_resolution=config.init_resolution,
         name="data_impressions" if config.kind == "dirichlet" else "class_impressions")
     return runner.synthesize(method, teacher, targets, classes=classes, betas=betas,
                              seed=config.seed, chunk_size=config.chunk_size, workdir=workdir,

@@ -173,6 +173,33 @@ def test_jitter_makes_impressions_survive_shifts(mnist_teacher, mnist_impression
             impressions.impressions_method(mnist_teacher, jitter=bad)
 
 
+def test_low_resolution_noise_starts_smooth_and_still_reaches_the_targets(
+        mnist_teacher, mnist_impressions, tmp_path):
+    """init_resolution R starts each impression from R x R uniform noise resized to 32x32:
+    within [0, 1], far smoother than pixel-wise noise, identical to it at R = 32; the
+    impressions still reach > 90 % agreement; R outside [1, 32] is refused."""
+    _, plain = mnist_impressions
+    targets, rng = jnp.asarray(plain.targets), jax.random.key(3)
+    pixelwise = impressions.impressions_method(mnist_teacher).init_fn(rng, targets)
+    full = impressions.impressions_method(mnist_teacher, init_resolution=32).init_fn(rng, targets)
+    method = impressions.impressions_method(mnist_teacher, num_steps=200, init_resolution=8)
+    smooth = method.init_fn(rng, targets)
+    assert smooth.shape == pixelwise.shape == (len(targets), 32, 32, 1)
+    np.testing.assert_array_equal(full, pixelwise)
+    assert 0.0 <= float(smooth.min()) and float(smooth.max()) <= 1.0
+    assert (float(losses.total_variation_l2(smooth).mean())
+            < 0.1 * float(losses.total_variation_l2(pixelwise).mean()))
+    transfer_set = runner.synthesize(method, mnist_teacher, plain.targets, classes=plain.classes,
+                                     betas=plain.betas, seed=0, chunk_size=80,
+                                     workdir=str(tmp_path))
+    assert _agreement(transfer_set.logits, transfer_set.targets) > 0.9
+    assert transfer_set.config["init_resolution"] == 8
+    for bad in (0, 33, 4.0, True):
+        with pytest.raises(ValueError, match=r"init_resolution must be a whole number of pixels "
+                                             r"in \[1, 32\]"):
+            impressions.impressions_method(mnist_teacher, init_resolution=bad)
+
+
 # --- Resume, devices, NaN, foreign workdirs ---------------------------------------------------
 
 

@@ -73,7 +73,7 @@ def get_config(arg: str = "alexnet") -> ml_collections.ConfigDict:
         kind="dirichlet", betas=(1.0, 0.1), floor=1e-3,
         num_per_class=8 if smoke else 4000,  # 40,000 DIs as the paper
         temperature=20.0, num_steps=4 if smoke else 1500, learning_rate=0.05,
-        schedule="linear", pixel_l2=0.0, pixel_l1=0.0, tv_l2=0.0, jitter=0,
+        schedule="linear", pixel_l2=0.0, pixel_l1=0.0, tv_l2=0.0, jitter=0, init_resolution=None,
         chunk_size=80 if smoke else 4000,
         steps_per_call=4 if smoke else 100, seed=0))
     config.distill = ml_collections.ConfigDict(dict(
