@@ -2,13 +2,13 @@
 
   python benchmarks/distill_ablation.py --write
 
-Run `python benchmarks/record.py zskd_mnist zskd_fashion_mnist zskd_mnist_long` first: it
-leaves the DIs in runs/zskd_<run>/synthesis/. Each row distils a fresh LeNet-5-half on the DIs
-of one run with the `zskd.py:<run>` distillation config, changing only the Adam learning
-rate, the number of steps, the augmentation strength (a multiple of the config's scale,
-translation and rotation), the distillation temperature τ and the seed of the student's
-initialisation and batch order, then scores it on the real test set. Each row takes 2-3
-minutes on 2 cores (5,000 steps); a finished row is read back from runs/distill_ablation/.
+It needs the one-student runs `runs/zskd_<run>/` of `SOURCE_COMMANDS` (Tables 1 and 2 as they
+were first recorded, Fashion-MNIST from pixel-wise noise). Each row distils a fresh
+LeNet-5-half on the DIs of one run with the `zskd.py:<run>` distillation config, changing only
+the Adam learning rate, the number of steps, the augmentation strength (a multiple of the
+config's scale, translation and rotation), the distillation temperature τ and the seed of the
+student's initialisation and batch order, then scores it on the real test set. Each row takes
+2-3 minutes on 2 cores (5,000 steps); a finished row is read back from runs/distill_ablation/.
 """
 
 from __future__ import annotations
@@ -45,11 +45,19 @@ ROWS = [("mnist", 2e-3, 5000, 1.0, 20.0, 0), ("mnist", 1e-2, 5000, 0.0, 20.0, 0)
         *(("mnist_long", 1e-2, 10000, 1.0, 20.0, seed) for seed in SPREAD_SEEDS)]
 
 
+# The runs whose DIs the rows distil from. Fashion-MNIST's predates `synthesis.init_resolution`
+# (it starts from pixel-wise noise, the paper's), so the ablation measures the paper's DIs.
+SOURCE_COMMANDS = {
+    run: f"jaxinv run experiments/configs/zskd.py:{run} --workdir runs/zskd_{run} "
+         f"--config.teacher_workdir={TEACHERS[run.removesuffix('_long')]}" + extra
+    for run, extra in (("mnist", ""), ("mnist_long", ""),
+                       ("fashion_mnist", " --config.synthesis.init_resolution=None"))}
+
+
 def transfer_set_path(run: str) -> str:
     path = os.path.join(REPO, "runs", f"zskd_{run}", "synthesis", "transfer_set.npz")
     if not os.path.exists(path):
-        raise SystemExit(f"{path} is missing; run `python benchmarks/record.py "
-                         f"zskd_{run}` first.")
+        raise SystemExit(f"{path} is missing; run `{SOURCE_COMMANDS[run]}` first.")
     return path
 
 
@@ -91,16 +99,17 @@ def main() -> None:
     body = "\n".join([
         "## Ablation: distillation settings on the recorded Data Impressions", "",
         f"Recorded {datetime.date.today().isoformat()}. Command: "
-        "`python benchmarks/distill_ablation.py --write`. The DIs of "
-        "`runs/<recorded run>/synthesis/`, LeNet-5-half, batch 128, cosine decay, KD loss "
-        "with T² scaling at temperature τ (the paper's is 20); augmentation 1x is the config's "
-        "(scale 0.1, translation 0.08, rotation 10°). The seed sets the student's "
+        "`python benchmarks/distill_ablation.py --write`. The DIs of `runs/<recorded "
+        "run>/synthesis/` (made by the commands in the script's `SOURCE_COMMANDS`; Fashion-"
+        "MNIST's start from pixel-wise noise), LeNet-5-half, batch 128, cosine decay, KD loss"
+        " with T² scaling at temperature τ (the paper's is 20); augmentation 1x is the "
+        "config's (scale 0.1, translation 0.08, rotation 10°). The seed sets the student's "
         "initialisation, batch order and augmentation; the synthesis is the same in every "
-        "row. Every other row, and every ZSKD section, uses seed 0, the seed the configs "
-        "were tuned on: a difference smaller than the spread below is not evidence.", "",
+        "row. Every other row uses seed 0, the seed the configs were tuned on: a difference "
+        "smaller than the spread below is not evidence.", "",
         *(f"- Spread of the config's recipe over seeds {', '.join(map(str, SPREAD_SEEDS))} "
-          f"on zskd_{run}: mean {np.mean(accuracies):.2f} %, standard deviation "
-          f"{np.std(accuracies):.2f}, range {min(accuracies):.2f}-{max(accuracies):.2f}."
+          f"on zskd_{run}: mean {np.mean(accuracies):.2f} %, sample standard deviation "
+          f"{np.std(accuracies, ddof=1):.2f}, range {min(accuracies):.2f}-{max(accuracies):.2f}."
           for run, accuracies in spread.items()), "",
         report.markdown_table(["recorded run", "DIs", "Adam learning rate", "steps", "augmentation",
                                "τ", "seed", "student test (%)"], rows)])

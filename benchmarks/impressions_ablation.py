@@ -63,6 +63,8 @@ def ablation_configs(dataset: str, pixel_l2: float, tv_l2: float, temperature: f
     synthesis = config.synthesis
     synthesis.num_per_class, synthesis.chunk_size, synthesis.steps_per_call = 200, 2000, 100
     synthesis.pixel_l2, synthesis.tv_l2 = pixel_l2, tv_l2
+    # The ablation studies the priors on the paper's pixel-wise starting noise.
+    synthesis.init_resolution = None
     synthesis.temperature = temperature
     distill_config = config.distill
     distill_config.num_steps, distill_config.log_every = 1000, 100
