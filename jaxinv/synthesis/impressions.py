@@ -112,8 +112,7 @@ def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps
         return losses.soft_cross_entropy(logits, targets, temperature).sum() + prior
 
     # Workdirs recorded before pixel_l1, tv_l2, jitter or init_resolution existed still
-    # resume: see
-    # `workdir.KEYS_ADDED_LATER`.
+    # resume: see `workdir.KEYS_ADDED_LATER`.
     config = {"temperature": temperature, "num_steps": num_steps,
               "learning_rate": learning_rate, "schedule": schedule, "pixel_l2": pixel_l2,
               "pixel_l1": pixel_l1, "tv_l2": tv_l2, "jitter": jitter,
