@@ -18,12 +18,10 @@ import datetime
 import os
 import sys
 
-import numpy as np
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from jaxinv import config_files, data, distill, report  # noqa: E402
+from jaxinv import config_files, data, distill, report, zskd  # noqa: E402
 from jaxinv.synthesis.transfer_set import TransferSet  # noqa: E402
 from jaxinv.teacher import load_teacher  # noqa: E402
 
@@ -96,6 +94,13 @@ def main() -> None:
             config.distill.temperature)
         if config_row:
             spread.setdefault(run, []).append(result["test_accuracy"])
+    spread_lines = []
+    for run, accuracies in spread.items():
+        stats = zskd.seed_spread(SPREAD_SEEDS, accuracies)
+        spread_lines.append(
+            f"- Spread of the config's recipe over seeds {', '.join(map(str, SPREAD_SEEDS))} "
+            f"on zskd_{run}: mean {stats['mean']:.2f} %, sample standard deviation "
+            f"{stats['sd']:.2f}, range {stats['min']:.2f}-{stats['max']:.2f}.")
     body = "\n".join([
         "## Ablation: distillation settings on the recorded Data Impressions", "",
         f"Recorded {datetime.date.today().isoformat()}. Command: "
@@ -107,10 +112,7 @@ def main() -> None:
         "initialisation, batch order and augmentation; the synthesis is the same in every "
         "row. Every other row uses seed 0, the seed the configs were tuned on: a difference "
         "smaller than the spread below is not evidence.", "",
-        *(f"- Spread of the config's recipe over seeds {', '.join(map(str, SPREAD_SEEDS))} "
-          f"on zskd_{run}: mean {np.mean(accuracies):.2f} %, sample standard deviation "
-          f"{np.std(accuracies, ddof=1):.2f}, range {min(accuracies):.2f}-{max(accuracies):.2f}."
-          for run, accuracies in spread.items()), "",
+        *spread_lines, "",
         report.markdown_table(["recorded run", "DIs", "Adam learning rate", "steps", "augmentation",
                                "τ", "seed", "student test (%)"], rows)])
     report.publish_section(os.path.join(REPO, "BENCHMARKS.md"), "distill_ablation", body,
