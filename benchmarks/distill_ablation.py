@@ -3,7 +3,7 @@
   python benchmarks/distill_ablation.py --write
 
 It needs the one-student runs `runs/zskd_<run>/` of `SOURCE_COMMANDS` (Tables 1 and 2 as they
-were first recorded, Fashion-MNIST from pixel-wise noise). Each row distils a fresh
+were first recorded, from pixel-wise noise). Each row distils a fresh
 LeNet-5-half on the DIs of one run with the `zskd.py:<run>` distillation config, changing only
 the Adam learning rate, the number of steps, the augmentation strength (a multiple of the
 config's scale, translation and rotation), the distillation temperature τ and the seed of the
@@ -43,13 +43,13 @@ ROWS = [("mnist", 2e-3, 5000, 1.0, 20.0, 0), ("mnist", 1e-2, 5000, 0.0, 20.0, 0)
         *(("mnist_long", 1e-2, 10000, 1.0, 20.0, seed) for seed in SPREAD_SEEDS)]
 
 
-# The runs whose DIs the rows distil from. Fashion-MNIST's predates `synthesis.init_resolution`
-# (it starts from pixel-wise noise, the paper's), so the ablation measures the paper's DIs.
+# The runs whose DIs the rows distil from. They predate `synthesis.init_resolution` (they start
+# from pixel-wise noise, the paper's), so the ablation measures the paper's DIs.
 SOURCE_COMMANDS = {
     run: f"jaxinv run experiments/configs/zskd.py:{run} --workdir runs/zskd_{run} "
-         f"--config.teacher_workdir={TEACHERS[run.removesuffix('_long')]}" + extra
-    for run, extra in (("mnist", ""), ("mnist_long", ""),
-                       ("fashion_mnist", " --config.synthesis.init_resolution=None"))}
+         f"--config.teacher_workdir={TEACHERS[run.removesuffix('_long')]} "
+         "--config.synthesis.init_resolution=None"
+    for run in ("mnist", "mnist_long", "fashion_mnist")}
 
 
 def transfer_set_path(run: str) -> str:
@@ -105,8 +105,8 @@ def main() -> None:
         "## Ablation: distillation settings on the recorded Data Impressions", "",
         f"Recorded {datetime.date.today().isoformat()}. Command: "
         "`python benchmarks/distill_ablation.py --write`. The DIs of `runs/<recorded "
-        "run>/synthesis/` (made by the commands in the script's `SOURCE_COMMANDS`; Fashion-"
-        "MNIST's start from pixel-wise noise), LeNet-5-half, batch 128, cosine decay, KD loss"
+        "run>/synthesis/` (made by the commands in the script's `SOURCE_COMMANDS`, from "
+        "pixel-wise noise), LeNet-5-half, batch 128, cosine decay, KD loss"
         " with T² scaling at temperature τ (the paper's is 20); augmentation 1x is the "
         "config's (scale 0.1, translation 0.08, rotation 10°). The seed sets the student's "
         "initialisation, batch order and augmentation; the synthesis is the same in every "
