@@ -19,7 +19,7 @@ _IMPRESSIONS_OPTIONS_ADDED_LATER = {"tv_l2": 0.0, "jitter": 0, "pixel_l1": 0.0,
 KEYS_ADDED_LATER = {**{f"{section}.{name}": value
                        for section in ("synthesis", "method_config")
                        for name, value in _IMPRESSIONS_OPTIONS_ADDED_LATER.items()},
-                    "distill.num_seeds": 1}
+                    "synthesis.from_workdir": "", "distill.num_seeds": 1}
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

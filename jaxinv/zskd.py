@@ -4,7 +4,8 @@
 tables. Each stage writes into its own subfolder and resumes on rerun:
 
   workdir/teacher/     the teacher (trained here unless `config.teacher_workdir` names one)
-  workdir/synthesis/   chunks and the final transfer_set.npz
+  workdir/synthesis/   chunks and the final transfer_set.npz (or none: `synthesis.from_workdir`
+                       names a finished run whose impressions this one distils from)
   workdir/student/     the distilled student (student_seed<s>/: more seeds, `distill.num_seeds`)
   workdir/student_kd/, student_ce/   optional real-data references (Tables 1-3)
   workdir/figures/     similarity heatmap and impression grid (Figs. 1 and 2)
@@ -77,6 +78,50 @@ def synthesize_impressions(teacher: Teacher, config: ml_collections.ConfigDict,
                              steps_per_call=config.steps_per_call)
 
 
+def _impressions_config(config: dict, workdir: str) -> dict:
+    """What makes two runs' impressions the same: the teacher (by where it lives; a run without
+    `teacher_workdir` trains its own in workdir/teacher) and the synthesis config."""
+    teacher = config.get("teacher_workdir") or os.path.join(workdir, "teacher")
+    return {"dataset": config.get("dataset"), "image_size": config.get("image_size"),
+            "teacher": os.path.abspath(teacher),
+            "synthesis": {k: v for k, v in config.get("synthesis", {}).items()
+                          if k != "from_workdir"}}
+
+
+def check_impressions_source(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """The TransferSet path of `config.synthesis.from_workdir`, checked to hold this config's
+    impressions: a finished run with the same teacher and synthesis settings.
+
+    Raises:
+      ValueError: the source has no finished synthesis, or made its impressions differently.
+    """
+    source = config.synthesis.from_workdir
+    path = os.path.join(source, "synthesis", "transfer_set.npz")
+    config_path = os.path.join(source, workdir_lib.CONFIG_FILE)
+    if not (os.path.exists(path) and os.path.exists(config_path)):
+        raise ValueError(f"synthesis.from_workdir={source!r} holds no finished synthesis "
+                         f"({path} is missing). Run that zskd config to the end first, or "
+                         "leave synthesis.from_workdir empty to synthesise in this workdir.")
+    diffs = workdir_lib.config_differences(
+        _impressions_config(report.read_json(config_path), source),
+        _impressions_config(report.to_jsonable(config.to_dict()), workdir))
+    if diffs:
+        raise ValueError(f"The impressions in {source} were made with another teacher or "
+                         "synthesis config, so this run cannot reuse them:\n  "
+                         + "\n  ".join(diffs) + "\nMatch those settings (a teacher trained "
+                         f"inside that run is {os.path.join(source, 'teacher')}), or leave "
+                         "synthesis.from_workdir empty to synthesise in this workdir.")
+    return path
+
+
+def obtain_impressions(teacher: Teacher, config: ml_collections.ConfigDict,
+                       workdir: str) -> TransferSet:
+    """The impressions of `config.synthesis.from_workdir` if set, else synthesised here."""
+    if config.synthesis.get("from_workdir"):
+        return TransferSet.load(check_impressions_source(config, workdir))
+    return synthesize_impressions(teacher, config.synthesis, os.path.join(workdir, "synthesis"))
+
+
 def similarity_check(teacher: Teacher, test: data.Dataset) -> dict:
     """Appendix B: weight-based class similarity against one measured on real test features."""
     features = np.concatenate([
@@ -136,7 +181,7 @@ def seed_spread(seeds, accuracies: list[float]) -> dict:
             "min": float(values.min()), "max": float(values.max())}
 
 
-def _check_config(config: ml_collections.ConfigDict) -> None:
+def _check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     models.get_model(config.student)  # unknown names fail before anything is written
     if not config.get("teacher_workdir"):
         models.get_model(config.teacher.model)
@@ -149,11 +194,13 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
                          f"with seeds distill.seed, distill.seed + 1, ...), got {num_seeds!r}.")
     if synthesis.kind == "dirichlet":
         dirichlet.check_betas(tuple(synthesis.betas), synthesis.num_per_class)
+    if synthesis.get("from_workdir"):
+        check_impressions_source(config, workdir)
 
 
 def zskd_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """The whole ZSKD experiment; writes results.json and figures into `workdir`."""
-    _check_config(config)
+    _check_config(config, workdir)
     dataset = config.dataset
     test = data.load_dataset(dataset, "test", image_size=config.image_size)
     results_path = os.path.join(workdir, "results.json")
@@ -170,8 +217,7 @@ def zskd_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          "to match.")
 
     start = time.perf_counter()
-    transfer_set = synthesize_impressions(teacher, config.synthesis,
-                                          os.path.join(workdir, "synthesis"))
+    transfer_set = obtain_impressions(teacher, config, workdir)
     stage_seconds["synthesis"] = time.perf_counter() - start
     agreement = float(np.mean(transfer_set.logits.argmax(-1) == transfer_set.targets.argmax(-1)))
 

@@ -113,6 +113,43 @@ def test_several_seeds_report_their_spread(smoke_run, session_data_dir, tmp_path
         assert os.path.exists(os.path.join(workdir, sub, "results.json")), sub
 
 
+def test_impressions_reused_from_a_finished_run(smoke_run, session_data_dir, tmp_path,
+                                                monkeypatch, capsys):
+    """synthesis.from_workdir distils from another run's impressions without synthesising: with
+    that run's teacher and distillation settings it gives the very same student."""
+    source, source_results, _ = smoke_run
+    workdir = tmp_path / "reuse"
+    monkeypatch.setenv("JAXINV_DATA_DIR", session_data_dir)
+    capsys.readouterr()
+    assert cli.main(["run", SMOKE, "--workdir", str(workdir),
+                     f"--config.teacher_workdir={os.path.join(source, 'teacher')}",
+                     f"--config.synthesis.from_workdir={source}"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert not (workdir / "synthesis").exists()
+    for key in ("num_impressions", "teacher_target_agreement", "zskd_student_test_accuracy"):
+        assert results[key] == source_results[key], key
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.synthesis.seed=1", "synthesis.seed: 0 -> 1"),
+    ("--config.synthesis.num_steps=21", "synthesis.num_steps: 20 -> 21"),
+    ("", "a teacher trained inside that run is"),  # this run would train a teacher of its own
+])
+def test_impressions_of_another_setup_are_refused(override, message, smoke_run, data_dir,
+                                                  tmp_path, monkeypatch, capsys):
+    """Reusing impressions made with other synthesis settings or another teacher exits 2 and
+    names the difference, before the workdir is created."""
+    source, _, _ = smoke_run
+    teacher = "" if not override else f"--config.teacher_workdir={source}/teacher"
+    workdir = tmp_path / "w"
+    monkeypatch.setenv("JAXINV_DATA_DIR", data_dir)
+    args = ["run", SMOKE, "--workdir", str(workdir), f"--config.synthesis.from_workdir={source}"]
+    assert cli.main(args + [a for a in (override, teacher) if a]) == 2
+    err = capsys.readouterr().err
+    assert "were made with another teacher or synthesis config" in err and message in err
+    assert not workdir.exists()
+
+
 @pytest.mark.parametrize("override, message", [
     ("--config.synthesis.betas=()", "betas must hold at least one scaling factor"),
     ("--config.synthesis.betas=(1.0,0.0)", "β must be > 0"),
@@ -122,6 +159,7 @@ def test_several_seeds_report_their_spread(smoke_run, session_data_dir, tmp_path
     ("--config.synthesis.temperature=0", "temperatures τ must be > 0"),
     ("--config.distill.temperature=-1", "temperatures τ must be > 0"),
     ("--config.distill.num_seeds=0", "distill.num_seeds must be a whole number ≥ 1"),
+    ("--config.synthesis.from_workdir=/nonexistent/run", "holds no finished synthesis"),
 ])
 def test_bad_input_exits_2_and_leaves_no_workdir(override, message, tmp_path, data_dir,
                                                  monkeypatch, capsys):

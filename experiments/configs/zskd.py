@@ -14,7 +14,9 @@
   jaxinv run experiments/configs/zskd.py:smoke --workdir /tmp/zskd_smoke
 
 A trained teacher is reused by path with --config.teacher_workdir=runs/teacher_mnist_plain;
-without it the teacher is trained inside the workdir from `config.teacher`.
+without it the teacher is trained inside the workdir from `config.teacher`. Likewise
+--config.synthesis.from_workdir=runs/zskd_mnist distils from the impressions of that finished
+run (same teacher and synthesis settings) instead of synthesising them again.
 """
 
 import os
@@ -106,6 +108,9 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     config.synthesis.chunk_size = 160 if smoke else 2400
     config.synthesis.steps_per_call = 10 if smoke else 50
     config.synthesis.seed = 0
+    # A finished run with this teacher and synthesis config whose impressions to distil from,
+    # instead of synthesising them again (e.g. to compare distillation settings); "" for none.
+    config.synthesis.from_workdir = ""
 
     config.distill = ml_collections.ConfigDict()
     config.distill.seed = 0
