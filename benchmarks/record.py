@@ -128,6 +128,9 @@ def record_zskd(arg: str, variant: str = "", overrides: tuple[str, ...] = (),
     # A stage of a few seconds was loaded from disk (a given teacher, or the TransferSet of an
     # earlier run of the same config), so its compute time is not in this run's record.
     minutes = {k: f"{v / 60:.1f}" if v >= 5 else "loaded" for k, v in r["stage_seconds"].items()}
+    reused = any(flag.startswith("--config.synthesis.from_workdir=") for flag in overrides)
+    if reused:
+        minutes["synthesis"] = "reused"  # its time is that of reading the other run's impressions
     rows.append((dataset, r["num_impressions"],
                  f"{paper['teacher']} / {r['teacher_test_accuracy']:.2f}",
                  f"{paper.get('student_kd', '—')} / {_accuracy(r, 'student_kd')}",
@@ -167,7 +170,9 @@ def record_zskd(arg: str, variant: str = "", overrides: tuple[str, ...] = (),
         report.markdown_table(["dataset", "DIs", "teacher", "Student-KD", "Student-CE",
                                "ZSKD", "teacher agrees with DI target (%)",
                                "minutes per stage", "command", "similarity r / ρ"], rows),
-        *_figure_lines(keep_figures(workdir, f"zskd_{name}", f"zskd_{dataset}"))])
+        # Reused impressions are Table 1's or 2's (`_distill_10k_on`): link their figures.
+        *_figure_lines(keep_figures(workdir, f"zskd_{dataset if reused else name}",
+                                    f"zskd_{dataset}"))])
 
 
 def record_transfer_size(dataset: str) -> str:

@@ -41,7 +41,10 @@ _PIXEL_L2 = {"mnist": 1e-3, "fashion_mnist": 3e-4}
 # the pixel-wise spread in the distillation ablation); 4x4 is no better (zskd_fashion_mnist_init4).
 # The size was chosen on test accuracy, as every setting here (no validation split is held out).
 _INIT_RESOLUTION = 8
-# (synthesis steps, distillation steps) per budget suffix of the config name.
+# (synthesis steps, distillation steps) per budget suffix of the config name. Distilling the
+# default's impressions for 10,000 steps instead of 5,000 raises the five-seed mean from 97.86
+# to 98.27 % on MNIST and from 68.69 to 74.45 % on Fashion-MNIST (BENCHMARKS.md,
+# zskd_*_distill10k); Tables 1 and 2 are recorded with 5,000, so that is still the default.
 _BUDGETS = {"": (200, 5000), "_long": (600, 10000), "_paper_steps": (1500, 10000)}
 
 
