@@ -6,6 +6,7 @@
   python benchmarks/record.py zskd_mnist_paper_steps  # ... and with the paper's 1500
   python benchmarks/record.py zskd_mnist_pixelwise  # Table 1 from pixel-wise noise
   python benchmarks/record.py zskd_mnist_distill10k  # Table 1's DIs, 10,000 distillation steps
+  python benchmarks/record.py zskd_fashion_mnist_distill10k zskd_fashion_mnist_distill20k
   python benchmarks/record.py zskd_fashion_mnist_init4  # Table 2 from 4x4 starting noise
   python benchmarks/record.py zskd_fashion_mnist_jitter2  # Table 2 with synthesis jitter
   python benchmarks/record.py zskd_mnist_l1 zskd_fashion_mnist_l1  # with an L1 pixel prior

@@ -130,21 +130,22 @@ def test_impressions_reused_from_a_finished_run(smoke_run, session_data_dir, tmp
         assert results[key] == source_results[key], key
 
 
-@pytest.mark.parametrize("override, message", [
-    ("--config.synthesis.seed=1", "synthesis.seed: 0 -> 1"),
-    ("--config.synthesis.num_steps=21", "synthesis.num_steps: 20 -> 21"),
-    ("", "a teacher trained inside that run is"),  # this run would train a teacher of its own
+@pytest.mark.parametrize("overrides, source_teacher, message", [
+    (("--config.synthesis.seed=1",), True, "synthesis.seed: 0 -> 1"),
+    (("--config.synthesis.num_steps=21",), True, "synthesis.num_steps: 20 -> 21"),
+    # Without teacher_workdir this run would train a teacher of its own.
+    ((), False, "a teacher trained inside that run is"),
 ])
-def test_impressions_of_another_setup_are_refused(override, message, smoke_run, data_dir,
-                                                  tmp_path, monkeypatch, capsys):
+def test_impressions_of_another_setup_are_refused(overrides, source_teacher, message, smoke_run,
+                                                  data_dir, tmp_path, monkeypatch, capsys):
     """Reusing impressions made with other synthesis settings or another teacher exits 2 and
     names the difference, before the workdir is created."""
     source, _, _ = smoke_run
-    teacher = "" if not override else f"--config.teacher_workdir={source}/teacher"
+    teacher = (f"--config.teacher_workdir={os.path.join(source, 'teacher')}",) * source_teacher
     workdir = tmp_path / "w"
     monkeypatch.setenv("JAXINV_DATA_DIR", data_dir)
-    args = ["run", SMOKE, "--workdir", str(workdir), f"--config.synthesis.from_workdir={source}"]
-    assert cli.main(args + [a for a in (override, teacher) if a]) == 2
+    assert cli.main(["run", SMOKE, "--workdir", str(workdir),
+                     f"--config.synthesis.from_workdir={source}", *overrides, *teacher]) == 2
     err = capsys.readouterr().err
     assert "were made with another teacher or synthesis config" in err and message in err
     assert not workdir.exists()

@@ -118,7 +118,7 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     config.distill = ml_collections.ConfigDict()
     config.distill.seed = 0
     # Students distilled with seeds 0, 1, ...: one is the paper's protocol. Five seeds on one
-    # set of Fashion-MNIST DIs span 9-18 points (BENCHMARKS.md), so a single seed cannot tell
+    # set of Fashion-MNIST DIs span 6-18 points (BENCHMARKS.md), so a single seed cannot tell
     # two settings apart; the recorded tables use 5.
     config.distill.num_seeds = 1
     config.distill.batch_size = 64 if smoke else 128
