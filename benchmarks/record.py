@@ -125,9 +125,10 @@ def record_zskd(arg: str, variant: str = "", overrides: tuple[str, ...] = (),
     name = f"{arg}_{variant}" if variant else arg
     workdir = f"runs/zskd_{name}" + (f"_{num_seeds}seeds" if num_seeds > 1 else "")
     reused = any(flag.startswith("--config.synthesis.from_workdir=") for flag in overrides)
-    # A variant that changes only the distillation makes the impressions of the dataset's
-    # config again, bit for bit, so it shares that section's figures.
-    same_impressions = reused or all(flag.startswith("--config.distill.") for flag in overrides)
+    # A variant of the dataset's config that changes only the distillation makes its impressions
+    # again, bit for bit, so it shares that section's figures.
+    same_impressions = arg == dataset and (
+        reused or all(flag.startswith("--config.distill.") for flag in overrides))
     if num_seeds > 1:
         overrides = (*overrides, f"--config.distill.num_seeds={num_seeds}")
     command = ["run", f"experiments/configs/zskd.py:{arg}", "--workdir", workdir,
