@@ -11,6 +11,7 @@
   python benchmarks/record.py zskd_fashion_mnist_jitter2  # Table 2 with synthesis jitter
   python benchmarks/record.py zskd_mnist_l1 zskd_fashion_mnist_l1  # with an L1 pixel prior
   python benchmarks/record.py transfer_size_mnist  # Figs. 3 and 4 (also _fashion_mnist)
+  python benchmarks/record.py transfer_size_mnist_init8  # ... from 8x8 starting noise
   python benchmarks/record.py demo        # the embedded digits pipeline
 
 Each experiment is a `jaxinv` command with a fixed workdir under runs/. A finished workdir
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import shlex
@@ -183,23 +185,27 @@ def record_zskd(arg: str, variant: str = "", overrides: tuple[str, ...] = (),
                                     f"zskd_{dataset}"))])
 
 
-def record_transfer_size(dataset: str) -> str:
-    workdir = f"runs/transfer_size_{dataset}"
+def record_transfer_size(dataset: str, variant: str = "",
+                         overrides: tuple[str, ...] = ()) -> str:
+    """Figs. 3 and 4 for `transfer_size.py:<dataset>`; `overrides` make a variant, recorded as
+    `transfer_size_<dataset>_<variant>` in its own workdir."""
+    name = f"{dataset}_{variant}" if variant else dataset
+    workdir = f"runs/transfer_size_{name}"
     command = ["run", f"experiments/configs/transfer_size.py:{dataset}", "--workdir", workdir,
-               f"--config.teacher_workdir={ZSKD_TEACHERS[dataset]}"]
+               f"--config.teacher_workdir={ZSKD_TEACHERS[dataset]}", *overrides]
     r = run(command)
     curves = r["accuracy"]
     rows = [(f"{percent} %", size, *(f"{curves[k][i]:.2f}" for k in curves))
             for i, (percent, size) in enumerate(zip(r["percentages"], r["sizes"], strict=True))]
     ahead = "yes" if r["di_ahead_of_ci_at_every_size"] else "**no**"
     return "\n".join([
-        f"## Transfer-set size, Figs. 3 and 4: {dataset}", "", _stamp(workdir),
+        f"## Transfer-set size, Figs. 3 and 4: {name}", "", _stamp(workdir),
         f"Command: `jaxinv {shlex.join(command)}`. LeNet-5-half students distilled without "
         f"augmentation on nested class-balanced subsets, scored on the real {dataset} test "
         "set. The paper finds DIs ahead of CIs at every size; here: " + ahead + ".", "",
         report.markdown_table(["transfer set (% of train)", "images",
                                *(f"{k} (%)" for k in curves)], rows),
-        *_figure_lines(keep_figures(workdir, f"transfer_size_{dataset}"))])
+        *_figure_lines(keep_figures(workdir, f"transfer_size_{name}"))])
 
 
 def record_demo() -> str:
@@ -271,7 +277,12 @@ SECTIONS = {"teachers": record_teachers, "demo": record_demo,
                 ("--config.synthesis.pixel_l1=3e-4", "--config.references=()",
                  PIXELWISE_NOISE, DISTILL_5K)),
             "transfer_size_mnist": lambda: record_transfer_size("mnist"),
-            "transfer_size_fashion_mnist": lambda: record_transfer_size("fashion_mnist")}
+            "transfer_size_fashion_mnist": lambda: record_transfer_size("fashion_mnist"),
+            # Figs. 3 and 4 from the 8x8 starting noise of the zskd configs (impressions of both
+            # kinds), against the paper's pixel-wise noise above.
+            **{f"transfer_size_{dataset}_init8": functools.partial(
+                record_transfer_size, dataset, "init8", ("--config.synthesis.init_resolution=8",))
+               for dataset in ZSKD_TEACHERS}}
 
 
 def main() -> None:
