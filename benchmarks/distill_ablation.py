@@ -101,9 +101,10 @@ def main() -> None:
     for run, accuracies in spread.items():
         stats = zskd.seed_spread(SPREAD_SEEDS, accuracies)
         spread_lines.append(
-            f"- Spread of the config's recipe over seeds {', '.join(map(str, SPREAD_SEEDS))} "
-            f"on zskd_{run}: mean {stats['mean']:.2f} %, sample standard deviation "
-            f"{stats['sd']:.2f}, range {stats['min']:.2f}-{stats['max']:.2f}.")
+            f"- Spread of the recipe zskd_{run} was recorded with ({RECORDED_STEPS[run]:,} "
+            f"steps) over seeds {', '.join(map(str, SPREAD_SEEDS))}: mean {stats['mean']:.2f} "
+            f"%, sample standard deviation {stats['sd']:.2f}, range "
+            f"{stats['min']:.2f}-{stats['max']:.2f}.")
     body = "\n".join([
         "## Ablation: distillation settings on the recorded Data Impressions", "",
         f"Recorded {datetime.date.today().isoformat()}. Command: "
