@@ -11,6 +11,7 @@
   python benchmarks/record.py zskd_fashion_mnist_init4  # Table 2 from 4x4 starting noise
   python benchmarks/record.py zskd_fashion_mnist_jitter2  # Table 2 with synthesis jitter
   python benchmarks/record.py zskd_mnist_l1 zskd_fashion_mnist_l1  # with an L1 pixel prior
+  python benchmarks/record.py zskd_mnist_mixup zskd_fashion_mnist_mixup  # distil with mixup
   python benchmarks/record.py transfer_size_mnist  # Figs. 3 and 4 (also _fashion_mnist)
   python benchmarks/record.py transfer_size_mnist_init8  # ... from 8x8 starting noise
   python benchmarks/record.py demo        # the embedded digits pipeline
@@ -142,10 +143,11 @@ def record_zskd(arg: str, variant: str = "", overrides: tuple[str, ...] = (),
     name = f"{arg}_{variant}" if variant else arg
     workdir = f"runs/zskd_{name}" + (f"_{num_seeds}seeds" if num_seeds > 1 else "")
     reused = any(flag.startswith("--config.synthesis.from_workdir=") for flag in overrides)
-    # A variant of the dataset's config that changes only the distillation makes its impressions
-    # again, bit for bit, so it shares that section's figures.
-    same_impressions = not teacher and arg == dataset and (
-        reused or all(flag.startswith("--config.distill.") for flag in overrides))
+    # A variant of the dataset's config that changes only the distillation (or leaves out the
+    # real-data references) makes its impressions again, bit for bit, so it shares that
+    # section's figures.
+    same_impressions = not teacher and arg == dataset and (reused or all(
+        flag.startswith(("--config.distill.", "--config.references=")) for flag in overrides))
     if num_seeds > 1:
         overrides = (*overrides, f"--config.distill.num_seeds={num_seeds}")
     command = ["run", f"experiments/configs/zskd.py:{arg}", "--workdir", workdir,
@@ -297,6 +299,13 @@ SECTIONS = {"teachers": record_teachers, "demo": record_demo,
                 "fashion_mnist", "l1",
                 ("--config.synthesis.pixel_l1=3e-4", "--config.references=()",
                  PIXELWISE_NOISE, DISTILL_5K)),
+            # Not in the paper: mixup (α = 1) of the augmented impressions during distillation,
+            # each mixed image labelled by the teacher (Beyer et al., "Knowledge distillation:
+            # A good teacher is patient and consistent", CVPR 2022).
+            **{f"zskd_{dataset}_mixup": functools.partial(
+                record_zskd, dataset, "mixup",
+                ("--config.distill.augment.mixup=1.0", "--config.references=()"), num_seeds=5)
+               for dataset in ZSKD_TEACHERS},
             "transfer_size_mnist": lambda: record_transfer_size("mnist"),
             "transfer_size_fashion_mnist": lambda: record_transfer_size("fashion_mnist"),
             # Figs. 3 and 4 from the 8x8 starting noise of the zskd configs (impressions of both

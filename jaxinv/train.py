@@ -260,6 +260,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     train, test = load_train_test(config)
     check_input_shape(model, train.images.shape[1:])
     augment_config = augment.from_config(config.get("augment", {}))
+    if augment_config.mixup:
+        raise ValueError("augment.mixup mixes two images into one that no label describes; it "
+                         "is for distillation, where the teacher labels every mixed image. "
+                         "Set augment.mixup=0 to train on labels.")
     resumed = workdir_lib.open_workdir(workdir, config)
     results_path = os.path.join(workdir, "results.json")
     if resumed and os.path.exists(results_path):

@@ -19,7 +19,8 @@ _IMPRESSIONS_OPTIONS_ADDED_LATER = {"tv_l2": 0.0, "jitter": 0, "pixel_l1": 0.0,
 KEYS_ADDED_LATER = {**{f"{section}.{name}": value
                        for section in ("synthesis", "method_config")
                        for name, value in _IMPRESSIONS_OPTIONS_ADDED_LATER.items()},
-                    "synthesis.from_workdir": "", "distill.num_seeds": 1}
+                    "synthesis.from_workdir": "", "distill.num_seeds": 1,
+                    "distill.augment.mixup": 0.0}
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -46,11 +46,13 @@ def test_student_distilled_on_impressions_learns_real_mnist(mnist_teacher, mnist
     assert (tmp_path / "results.json").exists()
 
 
+@pytest.mark.parametrize("mixup", [0.0, 1.0])
 def test_augmented_distillation_learns_and_requeries_teacher(mnist_teacher, mnist_impressions,
-                                                             mnist_test, tmp_path):
-    """With scale/translate/rotate on, each batch is warped and the teacher's logits are those of
-    the warped images; the student still learns (100 steps, well above chance)."""
-    augmentation = dict(scale=0.1, translate=0.08, rotate_degrees=10.0)
+                                                             mnist_test, tmp_path, mixup):
+    """With scale/translate/rotate (and mixup) on, each batch is warped (and mixed) and the
+    teacher's logits are those of the augmented images; the student still learns (100 steps,
+    well above chance)."""
+    augmentation = dict(scale=0.1, translate=0.08, rotate_degrees=10.0, mixup=mixup)
     _, transfer_set = mnist_impressions
     batch_fn = distill.kd_batch_fn(mnist_teacher, augment.from_config(augmentation))
     images = transfer_set.images[:8]

@@ -96,10 +96,14 @@ def test_bad_input_leaves_no_workdir(tmp_path, data_dir, monkeypatch):
         train.train_and_evaluate(smoke_config(model="lenet9"), str(tmp_path / "a"))
     with pytest.raises(ValueError, match="mnistt"):
         train.train_and_evaluate(smoke_config(dataset="mnistt"), str(tmp_path / "b"))
+    mixed = smoke_config()
+    mixed.augment.mixup = 1.0
+    with pytest.raises(ValueError, match="augment.mixup=0 to train on labels"):
+        train.train_and_evaluate(mixed, str(tmp_path / "d"))
     monkeypatch.setenv("JAXINV_DATA_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="nowhere"):
         train.train_and_evaluate(smoke_config(), str(tmp_path / "c"))
-    assert not any((tmp_path / name).exists() for name in "abc")
+    assert not any((tmp_path / name).exists() for name in "abcd")
 
 
 def test_workdir_of_another_model_is_refused(tmp_path, data_dir, monkeypatch):

@@ -191,11 +191,18 @@ def test_larger_budget_configs_change_only_the_budget(budget):
 def test_saved_config_without_a_later_key_resumes_only_with_its_earlier_value(key):
     """A config recorded before a key existed still matches one that holds the key's earlier
     behaviour (so its workdir resumes), and differs from one that turns it on."""
-    section, name = key.split(".")
+    *sections, name = key.split(".")
+
+    def config_with(**leaves):
+        config = {"seed": 0, **leaves}
+        for section in reversed(sections):
+            config = {section: config}
+        return config
+
     earlier = workdir_lib.KEYS_ADDED_LATER[key]
-    saved = {section: {"seed": 0}}
-    assert workdir_lib.config_differences(saved, {section: {"seed": 0, name: earlier}}) == []
-    turned_on = {section: {"seed": 0, name: 2}}
+    saved = config_with()
+    assert workdir_lib.config_differences(saved, config_with(**{name: earlier})) == []
+    turned_on = config_with(**{name: 2})
     assert workdir_lib.config_differences(saved, turned_on) == [f"{key}: {earlier!r} -> 2"]
 
 
@@ -210,5 +217,7 @@ def test_configs_and_methods_default_the_later_keys_to_their_earlier_values(mnis
     recorded = {"synthesis": config.synthesis.to_dict(), "distill": config.distill.to_dict(),
                 "method_config": impressions.impressions_method(mnist_teacher).config}
     for key, earlier in workdir_lib.KEYS_ADDED_LATER.items():
-        section, name = key.split(".")
-        assert recorded[section][name] == earlier, key
+        value = recorded
+        for part in key.split("."):
+            value = value[part]
+        assert value == earlier, key

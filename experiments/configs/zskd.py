@@ -137,7 +137,7 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
         name="adam", learning_rate=1e-2, schedule="cosine", weight_decay=0.0, momentum=0.9))
     config.distill.augment = ml_collections.ConfigDict(dict(
         scale=0.0 if smoke else 0.1, translate=0.0 if smoke else 0.08,
-        rotate_degrees=0.0 if smoke else 10.0, hflip=False))
+        rotate_degrees=0.0 if smoke else 10.0, hflip=False, mixup=0.0))
     # A larger budget changes only the ZSKD student; its references are those of the default.
     config.references = () if smoke or class_impressions or budget else ("kd", "ce")
     config.similarity_check = True
