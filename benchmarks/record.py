@@ -313,10 +313,10 @@ SECTIONS = {"teachers": record_teachers, "demo": record_demo,
                  PIXELWISE_NOISE, DISTILL_5K)),
             # Not in the paper: mixup (α = 1) of the augmented impressions during distillation,
             # each mixed image labelled by the teacher (Beyer et al., "Knowledge distillation:
-            # A good teacher is patient and consistent", CVPR 2022). Recorded with teachers
-            # trained again on 2026-11-27, whose weights differ from the recorded teachers' in
-            # float rounding (91.19 % on Fashion-MNIST against 91.02 %), so the teacher is named
-            # and its figures are kept apart from Table 1 and 2's.
+            # A good teacher is patient and consistent", CVPR 2022). Recorded with a teacher
+            # trained again on 2026-11-27 from the same config, which is not the recorded one
+            # (91.19 % on Fashion-MNIST against 91.02 %), so the teacher is named and its
+            # figures are kept apart from Table 2's.
             "zskd_fashion_mnist_mixup": lambda: record_zskd(
                 "fashion_mnist", "mixup",
                 ("--config.distill.augment.mixup=1.0", "--config.references=()"), num_seeds=5,
