@@ -167,6 +167,9 @@ def record_zskd(arg: str, variant: str = "", overrides: tuple[str, ...] = (),
     minutes = {k: f"{v / 60:.1f}" if v >= 5 else "loaded" for k, v in r["stage_seconds"].items()}
     if reused:
         minutes["synthesis"] = "reused"  # its time is that of reading the other run's impressions
+    # A stage resumed after an interruption counts only the process that finished it.
+    for stage in r.get("resumed_stages", ()):
+        minutes[stage] = f"≥ {minutes[stage]} (resumed)"
     rows.append((dataset, r["num_impressions"],
                  f"{paper['teacher']} / {r['teacher_test_accuracy']:.2f}",
                  f"{paper.get('student_kd', '—')} / {_accuracy(r, 'student_kd')}",

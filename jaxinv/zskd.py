@@ -9,6 +9,9 @@ tables. Each stage writes into its own subfolder and resumes on rerun:
   workdir/student/     the distilled student (student_seed<s>/: more seeds, `distill.num_seeds`)
   workdir/student_kd/, student_ce/   optional real-data references (Tables 1-3)
   workdir/figures/     similarity heatmap and impression grid (Figs. 1 and 2)
+  workdir/stage_seconds.json   each finished stage's wall seconds, kept across reruns
+                       (`jaxinv.stage_times`); results.json lists in `resumed_stages` those an
+                       earlier process was stopped in, whose seconds are a lower bound
 
 References:
   Nayak et al., "Mining Data Impressions from Deep Models as Substitute for the Unavailable
@@ -24,7 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxinv import data, distill, figures, losses, models, report, train
+from jaxinv import data, distill, figures, losses, models, report, stage_times, train
 from jaxinv import workdir as workdir_lib
 from jaxinv.synthesis import dirichlet, impressions, runner
 from jaxinv.synthesis.transfer_set import TransferSet
@@ -206,24 +209,21 @@ def zskd_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     results_path = os.path.join(workdir, "results.json")
     if workdir_lib.open_workdir(workdir, config) and os.path.exists(results_path):
         return report.read_json(results_path)  # a finished run is final; keep its timings
-    stage_seconds = {}
+    times = stage_times.StageTimes(workdir)
 
-    start = time.perf_counter()
-    teacher, teacher_results = obtain_teacher(config, workdir)
-    stage_seconds["teacher"] = time.perf_counter() - start
+    with times.stage("teacher"):
+        teacher, teacher_results = obtain_teacher(config, workdir)
     if tuple(test.images.shape[1:]) != tuple(teacher.image_shape):
         raise ValueError(f"The teacher takes images of shape {teacher.image_shape} but the "
                          f"{dataset} test set has {test.images.shape[1:]}; set image_size "
                          "to match.")
 
-    start = time.perf_counter()
-    transfer_set = obtain_impressions(teacher, config, workdir)
-    stage_seconds["synthesis"] = time.perf_counter() - start
+    with times.stage("synthesis"):
+        transfer_set = obtain_impressions(teacher, config, workdir)
     agreement = float(np.mean(transfer_set.logits.argmax(-1) == transfer_set.targets.argmax(-1)))
 
-    start = time.perf_counter()
-    student_accuracies = distill_students(config, teacher, transfer_set, test, workdir)
-    stage_seconds["distill"] = time.perf_counter() - start
+    with times.stage("distill"):
+        student_accuracies = distill_students(config, teacher, transfer_set, test, workdir)
 
     results = {
         "dataset": dataset, "test_note": test.note,
@@ -235,7 +235,7 @@ def zskd_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "target_argmax_is_drawn_class": float(np.mean(
             transfer_set.targets.argmax(-1) == transfer_set.classes)),
         "paper": dict(config.get("paper", {})),
-        "stage_seconds": stage_seconds,
+        "stage_seconds": times.seconds,
     }
     if len(student_accuracies) > 1:
         results["zskd_student_seeds"] = seed_spread(
@@ -245,11 +245,12 @@ def zskd_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if references:
         train_set = data.load_dataset(dataset, "train", image_size=config.image_size)
         for kind in references:
-            start = time.perf_counter()
-            results[f"student_{kind}_test_accuracy"] = real_data_reference(
-                kind, config.student, teacher, train_set, test, config.distill,
-                os.path.join(workdir, f"student_{kind}"))["test_accuracy"]
-            stage_seconds[f"student_{kind}"] = time.perf_counter() - start
+            with times.stage(f"student_{kind}"):
+                results[f"student_{kind}_test_accuracy"] = real_data_reference(
+                    kind, config.student, teacher, train_set, test, config.distill,
+                    os.path.join(workdir, f"student_{kind}"))["test_accuracy"]
+    if times.resumed:
+        results["resumed_stages"] = times.resumed
     if config.get("similarity_check", True):
         results["similarity_check"] = similarity_check(teacher, test)
     figures_dir = os.path.join(workdir, "figures")
