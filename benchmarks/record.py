@@ -29,6 +29,7 @@ import datetime
 import functools
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -150,7 +151,7 @@ def record_zskd(arg: str, variant: str = "", overrides: tuple[str, ...] = (),
     # dataset's config that changes only the distillation makes its impressions again, bit for
     # bit, so it shares that section's figures.
     if reused:
-        figure_section = os.path.basename(source).removesuffix(f"_{num_seeds}seeds")
+        figure_section = re.sub(r"_\d+seeds$", "", os.path.basename(source))
     elif not teacher and arg == dataset and all(
             flag.startswith("--config.distill.") for flag in overrides):
         figure_section = f"zskd_{dataset}"
