@@ -4,6 +4,7 @@
   python benchmarks/record.py zskd_mnist  # Table 1 (zskd_fashion_mnist: Table 2)
   python benchmarks/record.py zskd_mnist_long_init8  # Table 1 with 600 synthesis steps
   python benchmarks/record.py zskd_fashion_mnist_long  # Table 2 with 600 synthesis steps
+  python benchmarks/record.py zskd_fashion_mnist_steps100  # ... and with 100
   python benchmarks/record.py zskd_mnist_paper_steps  # ... and with the paper's 1500
   python benchmarks/record.py zskd_mnist_pixelwise  # Table 1 from pixel-wise noise
   python benchmarks/record.py zskd_mnist_teacher_seed1 zskd_mnist_teacher_lr3  # other teachers
@@ -299,6 +300,11 @@ SECTIONS = {"teachers": record_teachers, "demo": record_demo,
             # Table 2 with 600 synthesis steps, against the mixup control's 200 (same teacher).
             "zskd_fashion_mnist_long": lambda: record_zskd(
                 "fashion_mnist_long", num_seeds=5, teacher=ZSKD_TEACHERS["fashion_mnist"]),
+            # ... and with 100, half the default's.
+            "zskd_fashion_mnist_steps100": lambda: record_zskd(
+                "fashion_mnist", "steps100",
+                ("--config.synthesis.num_steps=100", "--config.references=()"), num_seeds=5,
+                teacher=ZSKD_TEACHERS["fashion_mnist"]),
             "zskd_mnist_paper_steps": lambda: record_zskd(
                 "mnist_paper_steps", overrides=(PIXELWISE_NOISE,)),
             # Not in the paper: DeepInversion's jitter (J = 2) during synthesis.
