@@ -1,15 +1,13 @@
 """On-the-fly per-example image augmentation for distillation on a transfer set.
 
 Each example gets its own random affine warp (zoom, rotation, translation about the image centre)
-and, optionally, a horizontal flip and a mixup with another example of the batch. Warps use
-bilinear sampling with zeros outside the image, and mixup takes convex combinations, so values
-stay in [0, 1]. Everything is off by default: flips, for one, are wrong for digits.
+and, optionally, a horizontal flip. Warps use bilinear sampling with zeros outside the image, so
+values stay in [0, 1]. Everything is off by default: flips, for one, are wrong for digits.
 
 References:
   Nayak, Mopuri, Jain, Chakraborty, "Mining Data Impressions from Deep Models as Substitute for
   the Unavailable Training Data", IEEE TPAMI 2021, §4.1.2 ("scaling, translation, rotation,
-  flipping"); Zhang, Cisse, Dauphin, Lopez-Paz, "mixup: Beyond Empirical Risk Minimization",
-  ICLR 2018.
+  flipping").
 """
 
 from __future__ import annotations
@@ -24,9 +22,6 @@ import jax
 import jax.numpy as jnp
 from jax.scipy import ndimage
 
-# fold_in data for mixup's key, apart from the four keys split off for the warp parameters.
-_MIXUP_STREAM = 1
-
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
@@ -38,16 +33,12 @@ class AugmentConfig:
         [-translate, translate] · size.
       rotate_degrees: max rotation angle in degrees, in [0, 180]; drawn from [-r, r].
       hflip: flip left-right with probability 1/2.
-      mixup: α ≥ 0 of mixup; each example becomes λ·x + (1 - λ)·x' with another example x' of
-        the batch and λ ~ Beta(α, α), after its warp. 0 is off. Mixed images have no label,
-        so only distillation, which asks the teacher about every augmented image, may use it.
     """
 
     scale: float = 0.0
     translate: float = 0.0
     rotate_degrees: float = 0.0
     hflip: bool = False
-    mixup: float = 0.0
 
     def __post_init__(self):
         for name, upper, closed in (("scale", 1.0, False), ("translate", 1.0, False),
@@ -62,10 +53,6 @@ class AugmentConfig:
                                  f"got {value}")
         if not isinstance(self.hflip, bool):
             raise ValueError(f"AugmentConfig.hflip must be a bool; got {self.hflip!r}")
-        if (not isinstance(self.mixup, numbers.Real) or isinstance(self.mixup, bool)
-                or not math.isfinite(self.mixup) or self.mixup < 0):
-            raise ValueError(f"AugmentConfig.mixup is the α of Beta(α, α) and must be a finite "
-                             f"number ≥ 0 (0 turns mixup off); got {self.mixup!r}")
 
     @property
     def has_affine(self) -> bool:
@@ -75,14 +62,14 @@ class AugmentConfig:
     @property
     def is_identity(self) -> bool:
         """Whether every transform is off, so augmentation returns its input."""
-        return not (self.has_affine or self.hflip or self.mixup)
+        return not (self.has_affine or self.hflip)
 
 
 def from_config(d: Mapping[str, Any]) -> AugmentConfig:
     """Builds an AugmentConfig from a mapping (a dict or an ml_collections.ConfigDict).
 
     Args:
-      d: keys among `scale`, `translate`, `rotate_degrees`, `hflip`, `mixup`; missing keys
+      d: keys among `scale`, `translate`, `rotate_degrees`, `hflip`; missing keys
         keep their (off) defaults.
 
     Returns:
@@ -202,36 +189,12 @@ def apply_transforms(images: jax.Array, transforms: Transforms) -> jax.Array:
     return jnp.clip(warped, 0.0, 1.0).astype(images.dtype)
 
 
-def mix_pairs(rng: jax.Array, images: jax.Array, alpha: float) -> jax.Array:
-    """Mixes each example with another of the batch: λ·x_i + (1 - λ)·x_π(i), λ ~ Beta(α, α).
-
-    π is a random permutation of the batch, and λ is drawn per example.
-
-    Args:
-      rng: PRNG key.
-      images: (N, H, W, C) float, values in [0, 1].
-      alpha: α > 0; small α keeps most images close to one of the pair.
-
-    Returns:
-      (N, H, W, C) mixed images, same dtype, values in [0, 1].
-
-    References:
-      Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018.
-    """
-    rng_partner, rng_weight = jax.random.split(rng)
-    num_examples = images.shape[0]
-    partner = jax.random.permutation(rng_partner, num_examples)
-    weight = jax.random.beta(rng_weight, alpha, alpha, (num_examples, 1, 1, 1))
-    mixed = weight * images + (1.0 - weight) * images[partner]
-    return jnp.clip(mixed, 0.0, 1.0).astype(images.dtype)
-
-
 def augment_batch(rng: jax.Array, images: jax.Array, config: AugmentConfig) -> jax.Array:
     """Augments every example of a batch with its own random transform.
 
     Jit with `config` static, e.g. `jax.jit(augment_batch, static_argnames="config")`. When every
     transform is off the images are returned as they are, with no computation; with only flips
-    on, no warp is done. Mixup, when on, comes last and mixes the warped images.
+    on, no warp is done.
 
     Args:
       rng: PRNG key.
@@ -248,12 +211,6 @@ def augment_batch(rng: jax.Array, images: jax.Array, config: AugmentConfig) -> j
         raise ValueError(f"images must be (N, H, W, C); got shape {images.shape}")
     if config.is_identity:
         return images
-    if config.has_affine or config.hflip:
-        transforms = sample_transforms(rng, config, *images.shape[:3])
-        images = (apply_transforms(images, transforms) if config.has_affine
-                  else _flip(images, transforms.flip))
-    if config.mixup:
-        # A key of its own, so that turning mixup on leaves the warps of every example as
-        # they were drawn without it.
-        images = mix_pairs(jax.random.fold_in(rng, _MIXUP_STREAM), images, config.mixup)
-    return images
+    transforms = sample_transforms(rng, config, *images.shape[:3])
+    return (apply_transforms(images, transforms) if config.has_affine
+            else _flip(images, transforms.flip))

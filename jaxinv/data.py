@@ -124,7 +124,7 @@ class Dataset:
 
 def default_image_size(name: str) -> int:
     """Side length the papers train at: 32 for MNIST, Fashion-MNIST, USPS, CIFAR-10; 8 digits."""
-    _check_name(name)
+    check_dataset_name(name)
     if name == "digits":
         return _DIGITS_SIZE
     return _FILE_SPECS[name].default_image_size
@@ -153,7 +153,7 @@ def load_dataset(name: str, split: str = "train", *, image_size: int | None = No
       ValueError: unknown name or split, bad `image_size` or `limit`, or a corrupt npz file.
       FileNotFoundError: the data is in none of the places looked in; the message lists them.
     """
-    _check_name(name)
+    check_dataset_name(name)
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r} for dataset {name!r}; valid splits: {SPLITS}.")
     if image_size is None:
@@ -217,17 +217,17 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> n
     return permutation[offset * batch_size:(offset + 1) * batch_size]
 
 
-def iterate_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *, seed: int,
+def iterate_batches(arrays: Mapping[str, np.ndarray], batch_size: int, *, seed: int,
                     start_step: int = 0, num_steps: int | None = None,
-                    mesh: Mesh | None = None) -> Iterator[tuple[jax.Array, jax.Array]]:
-    """Yields `(images, labels)` batches sharded over the mesh's `data` axis.
+                    mesh: Mesh | None = None) -> Iterator[dict[str, jax.Array]]:
+    """Yields batches of `arrays` (a dict of rows batched together), sharded over `data`.
 
     Batch `k` of the iteration is batch ``start_step + k`` of :func:`batch_indices`, so
     resuming at `start_step` reproduces an uninterrupted run exactly.
 
     Args:
-      images: (N, ...) host array, e.g. (N, H, W, C) float32 in [0, 1].
-      labels: (N, ...) host array batched alongside: labels (N,) or teacher logits (N, K).
+      arrays: host arrays of equal leading size N, e.g. {"images": (N, H, W, C) float32 in
+        [0, 1], "labels": (N,)} or {"images", "logits": (N, K)}.
       batch_size: global batch size; at most N and a multiple of the mesh's device count.
       seed: non-negative shuffling seed.
       start_step: first step to yield.
@@ -235,24 +235,25 @@ def iterate_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *, 
       mesh: mesh to shard over; defaults to :func:`parallel.data_mesh`.
 
     Yields:
-      `(images, labels)` as global `jax.Array`s of leading size `batch_size`.
+      dicts with the keys of `arrays`, global `jax.Array`s of leading size `batch_size`.
     """
-    num_examples = len(images)
-    if len(labels) != num_examples:
-        raise ValueError(f"images and labels differ in length: {num_examples} != {len(labels)}.")
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if not lengths or len(set(lengths.values())) != 1:
+        raise ValueError(f"arrays must be a non-empty dict of equal lengths; got {lengths}.")
+    num_examples = next(iter(lengths.values()))
     steps_per_epoch = _steps_per_epoch(num_examples, batch_size)
     parallel.check_divisible(batch_size, "batch_size", mesh)
     if start_step < 0:
         raise ValueError(f"start_step must be non-negative, got {start_step}.")
     if num_steps is not None and num_steps < 0:
         raise ValueError(f"num_steps must be non-negative or None, got {num_steps}.")
-    return _generate_batches(images, labels, batch_size, seed, start_step, num_steps,
-                             steps_per_epoch, mesh)
+    return _generate_batches(dict(arrays), num_examples, batch_size, seed, start_step,
+                             num_steps, steps_per_epoch, mesh)
 
 
-def _generate_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
-                      start_step: int, num_steps: int | None, steps_per_epoch: int,
-                      mesh: Mesh | None) -> Iterator[tuple[jax.Array, jax.Array]]:
+def _generate_batches(arrays: dict[str, np.ndarray], num_examples: int, batch_size: int,
+                      seed: int, start_step: int, num_steps: int | None, steps_per_epoch: int,
+                      mesh: Mesh | None) -> Iterator[dict[str, jax.Array]]:
     """The generator behind :func:`iterate_batches`, split off so that bad arguments raise at
     the call rather than at the first `next`."""
     # In a multi-host run every process computes the same global indices and feeds only its
@@ -267,10 +268,10 @@ def _generate_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, s
         # Same result as batch_indices(), without redrawing the permutation at every step.
         step_epoch, offset = divmod(step, steps_per_epoch)
         if step_epoch != epoch:
-            epoch, permutation = step_epoch, _epoch_permutation(len(images), seed, step_epoch)
+            epoch, permutation = step_epoch, _epoch_permutation(num_examples, seed, step_epoch)
         indices = permutation[offset * batch_size:(offset + 1) * batch_size]
         local = indices.reshape(process_count, -1)[process_index]
-        yield parallel.shard_batch((images[local], labels[local]), mesh)
+        yield parallel.shard_batch({k: v[local] for k, v in arrays.items()}, mesh)
 
 
 def _steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -286,9 +287,27 @@ def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(num_examples)
 
 
-def _check_name(name: str) -> None:
+def check_dataset_name(name: str) -> None:
+    """Raises a clear error naming the valid datasets when `name` is not one."""
     if name not in DATASET_NAMES:
         raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}.")
+
+
+def image_shape(name: str, image_size: int | None = None) -> tuple[int, int, int]:
+    """(H, W, C) of the images `load_dataset(name, image_size=...)` returns, without reading."""
+    check_dataset_name(name)
+    if image_size is None:
+        image_size = default_image_size(name)
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
+        raise ValueError(f"image_size must be a whole number ≥ 1, got {image_size!r}.")
+    channels = 1 if name == "digits" else (_FILE_SPECS[name].stored_shape[2:] or (1,))[0]
+    return (image_size, image_size, channels)
+
+
+def num_classes(name: str) -> int:
+    """The number of classes of a named dataset."""
+    check_dataset_name(name)
+    return len(_DIGIT_NAMES if name == "digits" else _FILE_SPECS[name].class_names)
 
 
 def _linear_resize_matrix(in_size: int, out_size: int) -> np.ndarray:

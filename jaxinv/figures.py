@@ -38,17 +38,19 @@ def similarity_heatmap(similarity: np.ndarray, class_names: Sequence[str], path:
     return _save(fig, path)
 
 
-def impression_grid(images: np.ndarray, targets: np.ndarray, classes: np.ndarray,
-                    class_names: Sequence[str], path: str, per_class: int = 4) -> str:
-    """Saves a grid of impressions, one row per class drawn, each titled with its top-2 targets.
+def transfer_set_grid(transfer_set, class_names: Sequence[str], path: str,
+                      per_class: int = 4) -> str:
+    """Saves a grid of a TransferSet, one row per class, each titled with the teacher's top 2.
 
-    Args:
-      images: (N, H, W, C) in [0, 1]; targets: (N, K) the target probabilities;
-      classes: (N,) the class each target was drawn for (a Dirichlet target's largest entry
-        need not be its own class).
+    Rows follow the class each example was made for (metadata "class") when the method records
+    it, else the teacher's prediction; titles are the teacher's softmax on the image.
     """
+    images, logits = transfer_set.images, transfer_set.logits
+    classes = transfer_set.metadata.get("class", logits.argmax(-1))
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
     k = len(class_names)
-    fig, axes = plt.subplots(k, per_class, figsize=(1.7 * per_class, 1.8 * k))
+    fig, axes = plt.subplots(k, per_class, figsize=(1.7 * per_class, 1.8 * k), squeeze=False)
     for c in range(k):
         picks = np.flatnonzero(classes == c)[:per_class]
         for j in range(per_class):
@@ -59,8 +61,8 @@ def impression_grid(images: np.ndarray, targets: np.ndarray, classes: np.ndarray
             image = images[picks[j]]
             ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray",
                       vmin=0, vmax=1)
-            top2 = np.argsort(-targets[picks[j]])[:2]
-            ax.set_title(", ".join(f"{class_names[t]} {targets[picks[j], t]:.2f}"
+            top2 = np.argsort(-probs[picks[j]])[:2]
+            ax.set_title(", ".join(f"{class_names[t]} {probs[picks[j], t]:.2f}"
                                    for t in top2), fontsize=6)
     return _save(fig, path)
 

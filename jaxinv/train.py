@@ -1,16 +1,23 @@
-"""Supervised training and evaluation of a classifier: optax, jit, data-parallel, resumable.
+"""One fit loop over a state of several models, and the supervised and distillation steps.
 
-`train_and_evaluate(config, workdir)` is the library entry point behind `jaxinv train`. Batches
-are a pure function of (seed, step) and every random draw folds in the step, so a run that is
-killed and rerun in the same workdir ends with exactly the parameters of an uninterrupted one.
+A task describes one training step as a pure function
+
+  step_fn(models, batch, rng, context) -> (models, measurements)
+
+over `models`, a dict of :class:`ModelState` (student, discriminator, generator, ...), a batch
+(a dict of arrays sharded over `data`), a key folded from the run seed and the step, and a
+read-only `context` (e.g. the teacher's variables) passed as a jit argument, never baked in as
+a constant. :func:`fit` owns the rest: the jitted, donated update, sharding, Orbax checkpoints
+and resume, JSON metrics and the progress bar. Batches are a pure function of (seed, step), so
+a run killed and rerun in the same workdir ends with exactly the parameters of an
+uninterrupted one.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax
@@ -23,15 +30,15 @@ import optax
 from tqdm import tqdm
 
 from jaxinv import augment, checkpoint, data, losses, models, parallel, report
-from jaxinv import workdir as workdir_lib
 
 _SYNC_EVERY = 20
+NO_AUGMENT = augment.AugmentConfig()
+StepFn = Callable[[dict, dict, jax.Array, Any], tuple[dict, dict]]
 
 
 @flax.struct.dataclass
-class TrainState:
-    """Everything a training step reads and writes; a pytree, replicated over the mesh."""
-    step: jax.Array
+class ModelState:
+    """One model's trainable state: its variables and its optimiser's state."""
     params: Any
     batch_stats: Any
     opt_state: Any
@@ -42,16 +49,23 @@ class TrainState:
         return {"params": self.params, "batch_stats": self.batch_stats}
 
 
+@flax.struct.dataclass
+class TrainState:
+    """Everything a step reads and writes: the step count and every model's state."""
+    step: jax.Array
+    models: dict[str, ModelState]
+
+
 def make_optimizer(config: ml_collections.ConfigDict,
                    num_steps: int) -> optax.GradientTransformation:
-    """Adam or SGD with a constant or cosine learning rate, from `config.optimizer`.
+    """Adam or SGD with a constant, linear or cosine learning rate, from `config.optimizer`.
 
     Args:
       config: has `name` ("adam" | "sgd"), `learning_rate` > 0, `schedule`
-        ("constant" | "cosine"), and for SGD `momentum`; optional `weight_decay` ≥ 0.
-      num_steps: total steps, the length of the cosine schedule.
+        ("constant" | "linear" | "cosine"), for SGD `momentum`; optional `weight_decay` ≥ 0.
+      num_steps: total steps, the length of the schedule.
     """
-    if config.learning_rate <= 0:
+    if not config.learning_rate > 0:
         raise ValueError(f"optimizer.learning_rate must be > 0, got {config.learning_rate}.")
     if config.schedule == "cosine":
         lr = optax.cosine_decay_schedule(config.learning_rate, max(num_steps, 1))
@@ -71,84 +85,99 @@ def make_optimizer(config: ml_collections.ConfigDict,
     raise ValueError(f"Unknown optimizer.name {config.name!r}; use 'adam' or 'sgd'.")
 
 
-def init_variables(model: nn.Module, rng: jax.Array, image_shape: tuple[int, ...]) -> dict:
-    """Model variables for images of shape (H, W, C); `batch_stats` is {} for BN-free models."""
-    variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
-    return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
-
-
-def check_input_shape(model: nn.Module, image_shape: tuple[int, ...]) -> None:
+def check_input_shape(model: nn.Module, image_shape: tuple[int, ...], what: str = "Model") -> None:
     """Raises a clear error when `model` cannot take images of shape (H, W, C)."""
     if len(image_shape) != 3:
         raise ValueError(f"Images must be (H, W, C); got per-example shape {image_shape}.")
     try:
-        jax.eval_shape(lambda: init_variables(model, jax.random.key(0), image_shape))
+        jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0), image_shape))
     except Exception as err:  # flax raises assorted shape errors deep inside the model
         raise ValueError(
-            f"Model {type(model).__name__} cannot take images of shape {image_shape}: {err}. "
-            "Check the dataset's image_size against the model (LeNet-5 expects 32x32x1).") from err
+            f"{what} {type(model).__name__} cannot take images of shape {tuple(image_shape)}: "
+            f"{str(err).splitlines()[0][:300]}. Check the dataset's image_size against the "
+            "model (LeNet-5 expects 32x32x1).") from err
 
 
-def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
-                       image_shape: tuple[int, ...]) -> TrainState:
-    """Initial state, built by a jit whose outputs are replicated over the `data` mesh."""
-    def init_fn(rng):
-        variables = init_variables(model, rng, image_shape)
-        return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                          batch_stats=variables["batch_stats"],
-                          opt_state=tx.init(variables["params"]))
-
-    return jax.jit(init_fn, out_shardings=parallel.replicated())(rng)
+def init_model_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
+                     image_shape: tuple[int, ...]) -> ModelState:
+    """A freshly initialised model and its optimiser state."""
+    variables = models.init_variables(model, rng, image_shape)
+    return ModelState(params=variables["params"], batch_stats=variables["batch_stats"],
+                      opt_state=tx.init(variables["params"]))
 
 
 def apply_model(model: nn.Module, variables: dict, images: jax.Array, *, train: bool,
                 rng: jax.Array | None = None) -> tuple[jax.Array, Any]:
     """Logits and updated batch statistics (unchanged when `train` is False or there are none)."""
+    apply = models.apply_fn(model)
     rngs = {"dropout": rng} if rng is not None else {}
     if train and variables["batch_stats"]:
-        logits, updates = model.apply(variables, images, train=True, rngs=rngs,
-                                      mutable=["batch_stats"])
+        logits, updates = apply(variables, images, train=True, rngs=rngs,
+                                mutable=["batch_stats"])
         return logits, updates["batch_stats"]
-    return model.apply(variables, images, train=train, rngs=rngs), variables["batch_stats"]
+    return apply(variables, images, train=train, rngs=rngs), variables["batch_stats"]
 
 
-def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
-                    loss_fn: Callable[[jax.Array, Any], jax.Array],
-                    batch_fn: Callable | None = None) -> Callable:
-    """A jitted `(state, images, targets, rng, batch_args) -> (state, measurements)`.
+def gradient_step(model: nn.Module, tx: optax.GradientTransformation, state: ModelState,
+                  images: jax.Array, loss_of_logits: Callable[[jax.Array], jax.Array],
+                  rng: jax.Array) -> tuple[ModelState, dict]:
+    """One optimiser step of `model` on `loss_of_logits(model(images))`, in train mode."""
+    def objective(params):
+        variables = {"params": params, "batch_stats": state.batch_stats}
+        logits, batch_stats = apply_model(model, variables, images, train=True, rng=rng)
+        return loss_of_logits(logits), batch_stats
 
-    The state is donated, so its buffers are updated in place.
+    (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = ModelState(params=optax.apply_updates(state.params, updates),
+                           batch_stats=batch_stats, opt_state=opt_state)
+    return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
-    Args:
-      loss_fn: `(logits, targets) -> scalar`; targets are labels or teacher logits.
-      batch_fn: optional `(images, targets, rng, batch_args) -> (images, targets)` run inside
-        the step, e.g. augmentation followed by the teacher's logits on the augmented images;
-        `batch_args` (e.g. the teacher's variables) is passed through as a jit argument.
+
+def supervised_step(model: nn.Module, tx: optax.GradientTransformation,
+                    augment_config: augment.AugmentConfig = NO_AUGMENT) -> StepFn:
+    """Cross-entropy on {"images", "labels"} batches of `models["model"]`, augmented per
+    example."""
+    def step_fn(models_state, batch, rng, context):
+        del context
+        dropout_rng, batch_rng = jax.random.split(rng)
+        images = augment.augment_batch(batch_rng, batch["images"], augment_config)
+        new_state, measurements = gradient_step(
+            model, tx, models_state["model"], images,
+            lambda logits: losses.cross_entropy(logits, batch["labels"]), dropout_rng)
+        return {"model": new_state}, measurements
+
+    return step_fn
+
+
+def distill_step(student: nn.Module, tx: optax.GradientTransformation, teacher_logits_fn,
+                 *, temperature: float, scale_by_t2: bool = True,
+                 augment_config: augment.AugmentConfig = NO_AUGMENT) -> StepFn:
+    """KD of `models["model"]` towards a teacher: eq. 4 of Data Impressions at temperature τ.
+
+    Without augmentation the batch carries the teacher's stored {"logits"}; with it, each batch
+    is warped per example and `teacher_logits_fn(images, context)` is asked again, inside the
+    same jitted step (context: the teacher's variables).
     """
-    def train_step(state: TrainState, images, targets, rng, batch_args):
-        step_rng, batch_rng = jax.random.split(jax.random.fold_in(rng, state.step))
-        if batch_fn is not None:
-            images, targets = batch_fn(images, targets, batch_rng, batch_args)
+    def step_fn(models_state, batch, rng, context):
+        dropout_rng, batch_rng = jax.random.split(rng)
+        if augment_config.is_identity:
+            images, teacher_logits = batch["images"], batch["logits"]
+        else:
+            images = augment.augment_batch(batch_rng, batch["images"], augment_config)
+            teacher_logits = teacher_logits_fn(images, context)
+        new_state, measurements = gradient_step(
+            student, tx, models_state["model"], images,
+            lambda logits: losses.distillation_loss(logits, teacher_logits, temperature,
+                                                    scale_by_t2), dropout_rng)
+        return {"model": new_state}, measurements
 
-        def objective(params):
-            variables = {"params": params, "batch_stats": state.batch_stats}
-            logits, batch_stats = apply_model(model, variables, images, train=True, rng=step_rng)
-            return loss_fn(logits, targets), (logits, batch_stats)
-
-        (loss, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
-            state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        new_state = TrainState(step=state.step + 1,
-                               params=optax.apply_updates(state.params, updates),
-                               batch_stats=batch_stats, opt_state=opt_state)
-        return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
-
-    return jax.jit(train_step, donate_argnums=0)
+    return step_fn
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _predict(model: nn.Module, variables: dict, images: jax.Array) -> jax.Array:
-    return model.apply(variables, images, train=False)
+    return models.apply_fn(model)(variables, images)
 
 
 def predict_logits(model: nn.Module, variables: dict, images: np.ndarray,
@@ -179,53 +208,66 @@ def evaluate(model: nn.Module, variables: dict, images: np.ndarray, labels: np.n
             "loss": float(losses.cross_entropy(jnp.asarray(logits), jnp.asarray(labels)))}
 
 
-def load_train_test(config: ml_collections.ConfigDict) -> tuple[data.Dataset, data.Dataset]:
-    """The train and test splits named by `config.dataset` at `config.image_size`."""
-    kwargs = dict(image_size=config.get("image_size"), limit=config.get("train_limit"))
-    train = data.load_dataset(config.dataset, "train", **kwargs)
-    test = data.load_dataset(config.dataset, "test", image_size=config.get("image_size"))
-    return train, test
+def check_fit_config(config: ml_collections.ConfigDict, num_examples: int | None = None,
+                     where: str = "") -> None:
+    """Refuses fit settings that cannot run: sizes, steps, intervals, the optimiser."""
+    for key in ("batch_size", "num_steps", "checkpoint_every", "log_every"):
+        value = config[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{where}{key} must be a whole number ≥ 1, got {value!r}.")
+    parallel.check_divisible(config.batch_size, f"{where}batch_size")
+    if num_examples is not None and config.batch_size > num_examples:
+        raise ValueError(f"{where}batch_size = {config.batch_size} exceeds the {num_examples} "
+                         f"training examples; use a batch size of at most {num_examples}.")
+    make_optimizer(config.optimizer, config.num_steps)
 
 
-def fit(model: nn.Module, train_images: np.ndarray, targets: np.ndarray, *,
-        loss_fn: Callable, config: ml_collections.ConfigDict, workdir: str,
-        batch_fn: Callable | None = None, batch_args: Any = None,
+def fit(init_fn: Callable[[jax.Array], dict[str, ModelState]], step_fn: StepFn,
+        arrays: Mapping[str, np.ndarray], *, config: ml_collections.ConfigDict, workdir: str,
+        context: Any = None, desc: str = "train",
         step_callback: Callable[[int, dict], None] | None = None) -> TrainState:
-    """Runs (or resumes) `config.num_steps` steps of `loss_fn` on host arrays; checkpoints.
+    """Runs (or resumes) `config.num_steps` steps of `step_fn` over batches of `arrays`.
 
     Args:
-      train_images: (N, H, W, C) float32 in [0, 1].
-      targets: (N, ...) labels or teacher logits, batched alongside the images.
-      config: has `seed`, `batch_size`, `num_steps`, `checkpoint_every`, `log_every` and an
-        `optimizer` block (see :func:`make_optimizer`).
-      batch_fn, batch_args: see :func:`make_train_step`.
-      step_callback: called as `(step, measurements)` after every step (for hooks and tests).
+      init_fn: `rng -> {name: ModelState}`, the models at step 0.
+      step_fn: `(models, batch, rng, context) -> (models, measurements)`; jitted here with the
+        state donated. `rng` is folded from the run seed and the step.
+      arrays: host arrays of equal leading size, batched together (see `data.iterate_batches`).
+      config: has `seed`, `batch_size`, `num_steps`, `checkpoint_every` and `log_every`.
+      workdir: where `checkpoints/` and `metrics.jsonl` go; a rerun resumes from it.
+      context: read-only pytree passed to every step (e.g. the teacher's variables).
+      desc: the stage's name on the progress bar.
+      step_callback: called as `(step, measurements)` after every step (hooks and tests).
 
     Returns:
-      The final state. Measurements go to `workdir/metrics.jsonl`.
+      The final state.
     """
-    parallel.check_divisible(config.batch_size, "batch_size")
-    tx = make_optimizer(config.optimizer, config.num_steps)
-    rng = jax.random.key(config.seed)
-    init_rng, step_rng = jax.random.split(rng)
-    state = create_train_state(model, tx, init_rng, train_images.shape[1:])
-    train_step = make_train_step(model, tx, loss_fn, batch_fn)
-    batch_args = parallel.replicate(batch_args)
+    os.makedirs(workdir, exist_ok=True)
+    init_rng, run_rng = jax.random.split(jax.random.key(config.seed))
+    state = jax.jit(lambda rng: TrainState(step=jnp.zeros((), jnp.int32), models=init_fn(rng)),
+                    out_shardings=parallel.replicated())(init_rng)
+
+    def train_step(state: TrainState, batch, context):
+        new_models, measurements = step_fn(state.models, batch,
+                                           jax.random.fold_in(run_rng, state.step), context)
+        return TrainState(step=state.step + 1, models=new_models), measurements
+
+    train_step = jax.jit(train_step, donate_argnums=0)
+    context = parallel.replicate(context)
     with checkpoint.Checkpoints(os.path.join(workdir, "checkpoints")) as ckpts:
         start = ckpts.latest_step() or 0
         if start:
             state, _ = ckpts.restore(start, state)
-        batches = data.iterate_batches(train_images, targets, config.batch_size, seed=config.seed,
+        batches = data.iterate_batches(arrays, config.batch_size, seed=config.seed,
                                        start_step=start, num_steps=config.num_steps - start)
         progress = tqdm(range(start, config.num_steps), initial=start, total=config.num_steps,
-                        desc="train", disable=not report.is_writer(), leave=False)
-        for step, (images, batch_targets) in zip(progress, batches, strict=True):
-            state, measurements = train_step(state, images, batch_targets, step_rng,
-                                             batch_args)
+                        desc=desc, disable=not report.is_writer(), leave=False)
+        for step, batch in zip(progress, batches, strict=True):
+            state, measurements = train_step(state, batch, context)
             done = step + 1
             if done % config.log_every == 0 or done == config.num_steps:
                 measurements = jax.device_get(measurements)
-                progress.set_postfix(loss=f"{measurements['loss']:.4f}")
+                progress.set_postfix(loss=f"{measurements['loss']:.4g}")
                 report.append_metrics(workdir, done, measurements)
             if done % config.checkpoint_every == 0 or done == config.num_steps:
                 ckpts.save(done, state)
@@ -239,79 +281,62 @@ def fit(model: nn.Module, train_images: np.ndarray, targets: np.ndarray, *,
     return state
 
 
-def augmented_batch_fn(augment_config: augment.AugmentConfig) -> Callable:
-    """A `batch_fn` that warps each image on the fly and keeps its label."""
-    def batch_fn(images, labels, rng, batch_args):
-        del batch_args
-        return augment.augment_batch(rng, images, augment_config), labels
-
-    return batch_fn
+def check_train_config(config: ml_collections.ConfigDict) -> None:
+    """Refuses a supervised-training config that cannot run, before anything is written."""
+    data.check_dataset_name(config.dataset)
+    model = models.get_model(config.model, num_classes=config.num_classes)
+    check_input_shape(model, data.image_shape(config.dataset, config.get("image_size")))
+    check_fit_config(config)
+    augment.from_config(config.get("augment", {}))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       step_callback: Callable[[int, dict], None] | None = None) -> dict:
-    """Trains `config.model` on `config.dataset`, evaluates on its test split, writes results.
+                       step_callback: Callable[[int, dict], None] | None = None,
+                       desc: str = "train") -> dict:
+    """Trains `config.model` on `config.dataset`, evaluates on its test split, saves the model.
 
     Everything that can be checked is checked before the workdir is touched, so bad input
-    leaves nothing behind. Writes `config.json`, `metrics.jsonl`, `checkpoints/` and
+    leaves nothing behind. Writes `config.json`, `metrics.jsonl`, `checkpoints/`, the trained
+    model in `model/` (variables and what it was trained on, see `jaxinv.saved_model`) and
     `results.json` (test accuracy %, wall time, images/s) into `workdir`.
     """
+    import time
+
+    from jaxinv import saved_model
+    from jaxinv import workdir as workdir_lib
+
+    check_train_config(config)
     model = models.get_model(config.model, num_classes=config.num_classes)
-    train, test = load_train_test(config)
-    check_input_shape(model, train.images.shape[1:])
-    augment_config = augment.from_config(config.get("augment", {}))
-    if augment_config.mixup:
-        raise ValueError("augment.mixup mixes two images into one that no label describes; it "
-                         "is for distillation, where the teacher labels every mixed image. "
-                         "Set augment.mixup=0 to train on labels.")
+    train_set = data.load_dataset(config.dataset, "train", image_size=config.get("image_size"),
+                                  limit=config.get("train_limit"))
+    test = data.load_dataset(config.dataset, "test", image_size=config.get("image_size"))
+    check_fit_config(config, len(train_set.images))
+    image_shape = tuple(train_set.images.shape[1:])
     resumed = workdir_lib.open_workdir(workdir, config)
     results_path = os.path.join(workdir, "results.json")
-    if resumed and os.path.exists(results_path):
+    if resumed and os.path.exists(results_path) and saved_model.is_saved_model(workdir):
         # A finished run is final: rerunning reports it rather than re-timing an empty loop.
         return {**report.read_json(results_path), "resumed": True}
+    tx = make_optimizer(config.optimizer, config.num_steps)
     start_time = time.perf_counter()
-    state = fit(model, train.images, train.labels, loss_fn=losses.cross_entropy, config=config,
-                workdir=workdir, step_callback=step_callback,
-                batch_fn=None if augment_config.is_identity else augmented_batch_fn(augment_config))
+    state = fit(lambda rng: {"model": init_model_state(model, tx, rng, image_shape)},
+                supervised_step(model, tx, augment.from_config(config.get("augment", {}))),
+                {"images": train_set.images, "labels": train_set.labels}, config=config,
+                workdir=workdir, step_callback=step_callback, desc=desc)
     train_seconds = time.perf_counter() - start_time
-    metrics = evaluate(model, state.variables, test.images, test.labels, config.eval_batch_size)
+    variables = state.models["model"].variables
+    metrics = evaluate(model, variables, test.images, test.labels, config.eval_batch_size)
+    saved_model.save_model(
+        os.path.join(workdir, saved_model.MODEL_DIR),
+        saved_model.ModelCard(model=config.model, num_classes=config.num_classes,
+                              image_shape=image_shape, dataset=config.dataset,
+                              image_size=image_shape[0]), variables)
     results = {
         "model": config.model, "dataset": config.dataset, "dataset_note": test.note,
         "test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"],
         "num_steps": config.num_steps, "train_seconds": train_seconds, "resumed": resumed,
         "images_per_second": config.batch_size * config.num_steps / max(train_seconds, 1e-9),
-        "num_devices": jax.device_count(), "image_shape": list(train.images.shape[1:]),
+        "num_devices": jax.device_count(), "image_shape": list(image_shape),
     }
     report.write_json(results_path, results)
     return results
-
-
-def load_trained(workdir: str) -> tuple[nn.Module, dict, tuple[int, ...]]:
-    """The model, variables and image shape (H, W, C) of a finished `train` run, for reuse by path.
-
-    Raises:
-      FileNotFoundError: `workdir` holds no config.json or no checkpoint.
-    """
-    config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
-    if not os.path.exists(config_path):
-        raise FileNotFoundError(
-            f"No {workdir_lib.CONFIG_FILE} in {workdir}: it is not a jaxinv run folder. Train a "
-            "teacher first with `jaxinv train <config> --workdir DIR` and pass that DIR.")
-    results_path = os.path.join(workdir, "results.json")
-    if not os.path.exists(results_path):
-        raise FileNotFoundError(f"{workdir} holds an unfinished run (no results.json); rerun its "
-                                "training command with the same --workdir to finish it.")
-    config = ml_collections.ConfigDict(report.read_json(config_path))
-    image_shape = tuple(report.read_json(results_path)["image_shape"])
-    model = models.get_model(config.model, num_classes=config.num_classes)
-    with checkpoint.Checkpoints(os.path.join(workdir, "checkpoints")) as ckpts:
-        step = ckpts.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"{workdir}/checkpoints holds no finished checkpoint; "
-                                    "rerun the training command to finish it.")
-        tx = make_optimizer(config.optimizer, config.num_steps)
-        # Only shapes and shardings are needed: eval_shape skips compiling the initialiser.
-        like = jax.eval_shape(
-            lambda: create_train_state(model, tx, jax.random.key(0), image_shape))
-        state, _ = ckpts.restore(step, like)
-    return model, state.variables, image_shape

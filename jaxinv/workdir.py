@@ -1,26 +1,23 @@
-"""A run's folder: its config, and the refusal to mix two different runs in one place."""
+"""A run's folder: the record of what made it, and the refusal to mix two runs in one place.
+
+Every stage that resumes (a whole run's `config.json`, a synthesis stage's `synthesis.json`)
+records what it was started with and checks a rerun against it through :func:`check_record`:
+the one place where jaxinv decides whether a folder may be resumed.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
-
-import ml_collections
 
 from jaxinv import report
 
 CONFIG_FILE = "config.json"
-# Keys added to recorded configs after runs were made (a run's config.json, and the method
-# config in a synthesis run's synthesis.json), each with the value that does what runs made
-# before it did. A saved config without such a key matches a new one that holds that value,
-# so older workdirs still resume; any other value is a real difference.
-_IMPRESSIONS_OPTIONS_ADDED_LATER = {"tv_l2": 0.0, "jitter": 0, "pixel_l1": 0.0,
-                                    "init_resolution": None}
-KEYS_ADDED_LATER = {**{f"{section}.{name}": value
-                       for section in ("synthesis", "method_config")
-                       for name, value in _IMPRESSIONS_OPTIONS_ADDED_LATER.items()},
-                    "synthesis.from_workdir": "", "distill.num_seeds": 1,
-                    "distill.augment.mixup": 0.0}
+# Bumped when the layout of a workdir changes; a folder of another format is refused, never
+# converted.
+FORMAT = 2
+_FORMAT_KEY = "jaxinv_workdir_format"
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -33,39 +30,59 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
-    """Human-readable `key: old -> new` lines for every leaf that differs.
-
-    A key of `KEYS_ADDED_LATER` that `old` lacks counts as holding its earlier behaviour.
-    """
+    """Human-readable `key: old -> new` lines for every leaf that differs."""
     old_flat, new_flat = _flatten(old), _flatten(new)
-    for key, earlier_value in KEYS_ADDED_LATER.items():
-        if key in new_flat and key not in old_flat:
-            old_flat[key] = earlier_value
     keys = sorted(set(old_flat) | set(new_flat))
     return [f"{k}: {old_flat.get(k, '<absent>')!r} -> {new_flat.get(k, '<absent>')!r}"
             for k in keys if old_flat.get(k, "<absent>") != new_flat.get(k, "<absent>")]
 
 
-def open_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
-    """Creates `workdir` with `config.json`, or checks that an existing one holds this config.
+def read_record(path: str) -> dict:
+    """A JSON record written by :func:`check_record`; a damaged one gets a message naming it."""
+    try:
+        return report.read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is damaged ({err}); delete it and rerun the same command, "
+                         "which writes it again.") from err
+
+
+def check_record(path: str, record: dict, *, what: str) -> bool:
+    """Writes `record` to `path`, or checks that the one there equals it.
+
+    Args:
+      path: the JSON file, e.g. `workdir/config.json`.
+      record: JSON-serialisable description of the run (its config, its inputs' fingerprints).
+      what: what the folder holds, for the message ("a run", "synthesis chunks").
 
     Returns:
-      True when the workdir already held this run (so the caller resumes), False when new.
+      True when `path` already held this record (the caller resumes), False when written now.
 
     Raises:
-      ValueError: the workdir holds a run with a different config (another model, dataset or
-        hyperparameter); resuming it would mix two runs.
+      ValueError: the folder holds another run, or one made by another jaxinv workdir format.
     """
-    config_dict = report.to_jsonable(config.to_dict())
-    path = os.path.join(workdir, CONFIG_FILE)
-    if os.path.exists(path):
-        diffs = config_differences(report.read_json(path), config_dict)
-        if diffs:
-            raise ValueError(
-                f"{workdir} holds a run with a different config, so it cannot be resumed:\n  "
-                + "\n  ".join(diffs)
-                + "\nUse a fresh --workdir, or rerun with the original config.")
-        return True
+    record = {**report.to_jsonable(record), _FORMAT_KEY: FORMAT}
+    folder = os.path.dirname(path) or "."
+    if not os.path.exists(path):
+        report.write_json(path, record)
+        return False
+    saved = read_record(path)
+    if saved.get(_FORMAT_KEY) != FORMAT:
+        raise ValueError(f"{folder} was written by an older jaxinv (workdir format "
+                         f"{saved.get(_FORMAT_KEY, 1)}, this one reads {FORMAT}), so it cannot "
+                         "be resumed. Use a fresh --workdir, or delete the folder and rerun.")
+    diffs = config_differences(saved, record)
+    if diffs:
+        raise ValueError(f"{folder} holds {what} with a different config, so it cannot be "
+                         "resumed:\n  " + "\n  ".join(diffs)
+                         + "\nUse a fresh --workdir, or rerun with the original config.")
+    return True
+
+
+def open_workdir(workdir: str, config) -> bool:
+    """Creates `workdir` with `config.json`, or checks that an existing one holds `config`.
+
+    Returns:
+      True when the workdir already held this run (the caller resumes), False when new.
+    """
     os.makedirs(workdir, exist_ok=True)
-    report.write_json(path, config_dict)
-    return False
+    return check_record(os.path.join(workdir, CONFIG_FILE), config.to_dict(), what="a run")

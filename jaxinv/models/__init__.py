@@ -11,12 +11,14 @@ References: see each model's module.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxinv.models.adda import AddaDiscriminator, AddaLeNet
 from jaxinv.models.alexnet import CifarAlexNet, local_response_norm
@@ -55,10 +57,13 @@ __all__ = [
     "WideResNet",
     "batch_norm",
     "count_params",
+    "apply_fn",
     "get_model",
+    "init_variables",
     "local_response_norm",
     "max_pool_2x2",
     "standardize",
+    "takes_train_argument",
 ]
 
 
@@ -136,3 +141,28 @@ def count_params(params: Any) -> int:
     References: Nayak et al., ICML 2019, Sec. 4.1.1 (the parameter counts it reports).
     """
     return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(params))
+
+
+def takes_train_argument(model: nn.Module) -> bool:
+    """True when the module's `__call__` accepts `train` (or any keyword)."""
+    parameters = inspect.signature(type(model).__call__).parameters
+    return "train" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD
+                                        for p in parameters.values())
+
+
+def apply_fn(model: nn.Module, method: str = "apply"):
+    """`model.apply` (or `model.init`) that passes `train` only to modules that take it.
+
+    Returns `fn(variables_or_rng, images, *, train=False, **kwargs)`.
+    """
+    bound = getattr(model, method)
+    if takes_train_argument(model):
+        return lambda first, images, train=False, **kwargs: bound(first, images, train=train,
+                                                                   **kwargs)
+    return lambda first, images, train=False, **kwargs: bound(first, images, **kwargs)
+
+
+def init_variables(model: nn.Module, rng: jax.Array, image_shape: tuple[int, ...]) -> dict:
+    """Model variables for images of shape (H, W, C); `batch_stats` is {} for BN-free models."""
+    variables = apply_fn(model, "init")(rng, jnp.zeros((1, *image_shape), jnp.float32))
+    return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}

@@ -1,25 +1,39 @@
 """Data Impressions and Class Impressions: inputs optimised from noise to match soft targets.
 
+Config (`synthesis` block, `method="impressions"`):
+  kind: "dirichlet" (Data Impressions: targets ~ Dir(β·c_k) around the class similarity of
+    the teacher's final layer) or "one_hot" (Class Impressions, Appendix A);
+  betas, floor: the β mixture and the similarity floor of the Dirichlet targets;
+  num_per_class: impressions per class;
+  temperature, num_steps, learning_rate, schedule: eq. 2 and its Adam;
+  pixel_l2: λ of a squared-L2 pixel prior (0 is the paper's objective);
+  init_resolution: side of the uniform starting noise (None: pixel-wise, the paper's).
+
 References:
   Nayak, Mopuri, Jain, Chakraborty, "Mining Data Impressions from Deep Models as Substitute
-  for the Unavailable Training Data", TPAMI 2021, eq. 2 and Appendix A; Nayak et al.,
-  "Zero-Shot Knowledge Distillation in Deep Networks", ICML 2019.
+  for the Unavailable Training Data", TPAMI 2021, eq. 2, Algorithm 1 and Appendix A; Nayak et
+  al., "Zero-Shot Knowledge Distillation in Deep Networks", ICML 2019.
 """
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
+import ml_collections
+import numpy as np
 import optax
 
 from jaxinv import losses
-from jaxinv.synthesis.runner import SynthesisMethod, clip_to_unit_box
+from jaxinv.synthesis import dirichlet
+from jaxinv.synthesis.method import SynthesisMethod, grouped_pixel_step, pixels
 from jaxinv.teacher import Teacher
+
+SCHEDULES = ("linear", "cosine", "constant")
+KINDS = ("dirichlet", "one_hot")
 
 
 def impressions_schedule(learning_rate: float, num_steps: int, schedule: str) -> optax.Schedule:
     """The learning-rate schedule of the synthesis Adam ("linear" decay in the paper's §4.1.3)."""
-    if learning_rate <= 0:
+    if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}.")
     if schedule == "linear":
         return optax.linear_schedule(learning_rate, 0.0, num_steps)
@@ -27,19 +41,29 @@ def impressions_schedule(learning_rate: float, num_steps: int, schedule: str) ->
         return optax.cosine_decay_schedule(learning_rate, num_steps)
     if schedule == "constant":
         return optax.constant_schedule(learning_rate)
-    raise ValueError(f"Unknown schedule {schedule!r}; use 'linear', 'cosine' or 'constant'.")
+    raise ValueError(f"Unknown schedule {schedule!r}; use one of {SCHEDULES}.")
+
+
+def _check_init_resolution(init_resolution, image_shape) -> None:
+    height, width, _ = image_shape
+    if init_resolution is not None and (
+            not isinstance(init_resolution, int) or isinstance(init_resolution, bool)
+            or not 1 <= init_resolution <= min(height, width)):
+        raise ValueError(f"init_resolution must be a whole number of pixels in [1, "
+                         f"{min(height, width)}] (the teacher takes {height}x{width} images), "
+                         f"got {init_resolution!r}; None starts from pixel-wise noise.")
 
 
 def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps: int = 1500,
                        learning_rate: float = 0.05, schedule: str = "linear",
-                       pixel_l2: float = 0.0, pixel_l1: float = 0.0, tv_l2: float = 0.0,
-                       jitter: int = 0, init_resolution: int | None = None,
-                       name: str = "data_impressions") -> SynthesisMethod:
-    """x̄ = argmin_x CE(y, softmax(T(x)/τ)) + λ‖x‖² + γ‖x‖₁ + μ·TV²(x) from noise, Adam, clip.
+                       pixel_l2: float = 0.0, init_resolution: int | None = None,
+                       name: str = "data_impressions",
+                       micro_batch: int | None = None) -> SynthesisMethod:
+    """x̄ = argmin_x CE(y, softmax(T(x)/τ)) + λ‖x‖² from noise, with Adam and a clip to [0, 1].
 
     With Dirichlet targets this synthesises Data Impressions; with one-hot targets, Class
-    Impressions (Appendix A shows that CE to a one-hot target is logit maximisation at τ).
-    Needs only input gradients, so any differentiable teacher works.
+    Impressions (Appendix A: CE to a one-hot target is logit maximisation at τ). Needs only
+    input gradients, so any differentiable teacher works. Inputs: {"targets": (n, K)}.
 
     Args:
       teacher: the frozen classifier; images (H, W, C) in [0, 1].
@@ -47,77 +71,115 @@ def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps
       num_steps: Adam iterations per example (the paper uses 1500).
       learning_rate: initial Adam step size on pixels in [0, 1].
       schedule: "linear" (decay to 0, as the paper), "cosine" or "constant".
-      pixel_l2: λ ≥ 0, a squared-L2 prior on the pixels of each impression. The paper's
-        objective is λ = 0. Without it, impressions of a digit teacher settle at mid-grey
-        saturated noise (mean pixel ~0.5); a small λ pulls them towards a dark background, like
-        the digits the teacher saw, and students distilled on them generalise far better
-        (BENCHMARKS.md, "Ablation: teacher augmentation and the image priors").
-      pixel_l1: γ ≥ 0, an L1 prior on the pixels, not in the paper either. On pixels in [0, 1]
-        it pulls every pixel down by the same amount, so with the clip the background goes to
-        exactly 0 and only the pixels the teacher needs stay bright: sparse strokes, as in
-        real digits. 0 turns it off.
-      tv_l2: μ ≥ 0, weight of the squared total variation of each impression
-        (`losses.total_variation_l2`), a smoothness prior that is not in the paper either; 0
-        turns it off.
-      jitter: J ≥ 0, not in the paper either: at every step each impression is rolled by its
-        own random shift in [-J, J] pixels along both axes before the teacher sees it, so that
-        only patterns the teacher recognises wherever they sit survive. 0 turns it off.
+      pixel_l2: λ ≥ 0, a squared-L2 prior on the pixels of each impression; not in the paper
+        (λ = 0). It pulls impressions of a digit teacher from mid-grey saturated noise towards a
+        dark background like the digits the teacher saw (BENCHMARKS.md, appendix).
       init_resolution: R, the side of the uniform noise an impression starts from, resized
-        bilinearly to the teacher's input: spatially smoother noise, still within [0, 1].
-        None (or the input's own side) is the paper's pixel-wise noise. Not in the paper;
-        BENCHMARKS.md (zskd_fashion_mnist) has its effect on Fashion-MNIST.
+        bilinearly to the teacher's input (smoother noise, still in [0, 1]); None is the
+        paper's pixel-wise noise.
+      name: recorded in the TransferSet ("data_impressions" or "class_impressions").
+      micro_batch: see :func:`jaxinv.synthesis.method.grouped_pixel_step`.
 
     References:
-      Nayak et al., TPAMI 2021, eq. 2 and Algorithm 1; random jitter as in Yin et al.,
-      "Dreaming to Distill: Data-free Knowledge Transfer via DeepInversion", CVPR 2020.
+      Nayak et al., TPAMI 2021, eq. 2 and Algorithm 1.
     """
-    if temperature <= 0:
+    if not temperature > 0:
         raise ValueError(f"temperature τ must be > 0, got {temperature}; the paper uses 20.")
-    if pixel_l2 < 0:
+    if not pixel_l2 >= 0:
         raise ValueError(f"pixel_l2 λ must be ≥ 0, got {pixel_l2}; 0 is the paper's objective.")
-    if pixel_l1 < 0:
-        raise ValueError(f"pixel_l1 γ must be ≥ 0, got {pixel_l1}; 0 is the paper's objective.")
-    if tv_l2 < 0:
-        raise ValueError(f"tv_l2 μ must be ≥ 0, got {tv_l2}; 0 is the paper's objective.")
-    if not isinstance(jitter, int) or isinstance(jitter, bool) or jitter < 0:
-        raise ValueError(f"jitter must be a whole number of pixels ≥ 0, got {jitter!r}; 0 is "
-                         "the paper's objective.")
-
     height, width, channels = teacher.image_shape
-    if init_resolution is not None and (
-            not isinstance(init_resolution, int) or isinstance(init_resolution, bool)
-            or not 1 <= init_resolution <= min(height, width)):
-        raise ValueError(f"init_resolution must be a whole number of pixels in [1, "
-                         f"{min(height, width)}] (the teacher takes {height}x{width} images), "
-                         f"got {init_resolution!r}; None starts from pixel-wise noise.")
+    _check_init_resolution(init_resolution, teacher.image_shape)
     noise_shape = (height, width) if init_resolution is None else (init_resolution,) * 2
 
-    def init_fn(rng: jax.Array, targets: jax.Array) -> jax.Array:
-        noise = jax.random.uniform(rng, (targets.shape[0], *noise_shape, channels))
+    def init_params(rng: jax.Array, inputs: dict) -> jax.Array:
+        num = inputs["targets"].shape[0]
+        noise = jax.random.uniform(rng, (num, *noise_shape, channels))
         if noise_shape == (height, width):
             return noise
         # Bilinear weights are convex, so the smooth noise stays in [0, 1].
-        return jax.image.resize(noise, (targets.shape[0], height, width, channels), "bilinear")
+        return jax.image.resize(noise, (num, height, width, channels), "bilinear")
 
-    def loss_fn(teacher_variables: dict, images: jax.Array, targets: jax.Array,
-                rng: jax.Array) -> jax.Array:
-        seen = images
-        if jitter:
-            shift = jax.random.randint(rng, (2,), -jitter, jitter + 1)
-            seen = jnp.roll(images, (shift[0], shift[1]), axis=(-3, -2))
-        logits = teacher.logits(seen, teacher_variables)
-        # |x| = x on [0, 1], where the clip keeps the pixels.
-        prior = (pixel_l2 * jnp.sum(images ** 2) + pixel_l1 * jnp.sum(images)
-                 + tv_l2 * losses.total_variation_l2(images).sum())
-        return losses.soft_cross_entropy(logits, targets, temperature).sum() + prior
+    def loss_fn(teacher_variables, images: jax.Array, inputs: dict, rng: jax.Array):
+        del rng
+        logits = teacher.logits(images, teacher_variables)
+        return (losses.soft_cross_entropy(logits, inputs["targets"], temperature).sum()
+                + pixel_l2 * (images ** 2).sum())
 
-    # Workdirs recorded before pixel_l1, tv_l2, jitter or init_resolution existed still
-    # resume: see `workdir.KEYS_ADDED_LATER`.
+    init, step = grouped_pixel_step(
+        init_params, loss_fn, optax.adam(impressions_schedule(learning_rate, num_steps, schedule)),
+        micro_batch=micro_batch)
     config = {"temperature": temperature, "num_steps": num_steps,
               "learning_rate": learning_rate, "schedule": schedule, "pixel_l2": pixel_l2,
-              "pixel_l1": pixel_l1, "tv_l2": tv_l2, "jitter": jitter,
               "init_resolution": init_resolution}
-    return SynthesisMethod(
-        name=name, init_fn=init_fn, loss_fn=loss_fn,
-        optimizer=optax.adam(impressions_schedule(learning_rate, num_steps, schedule)),
-        num_steps=num_steps, project_fn=clip_to_unit_box, config=config)
+    return SynthesisMethod(name=name, init=init, step=step, images=pixels, num_steps=num_steps,
+                           config=config)
+
+
+def impression_targets(teacher: Teacher, config: ml_collections.ConfigDict
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Targets (N, K), classes (N,) and betas (N,) for `config.kind`, class-major."""
+    if config.kind == "one_hot":
+        targets, classes, betas = dirichlet.one_hot_targets(teacher.num_classes,
+                                                            config.num_per_class)
+    else:
+        similarity = dirichlet.class_similarity(teacher.head("Data Impressions")[0])
+        targets, classes, betas = dirichlet.dirichlet_targets(
+            jax.random.key(config.seed), similarity, tuple(config.betas), config.num_per_class,
+            floor=config.floor)
+    return np.asarray(targets), np.asarray(classes), np.asarray(betas)
+
+
+def check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
+                 num_classes: int) -> None:
+    """Refuses settings that cannot run, before a teacher is trained or a file written."""
+    del num_classes
+    if config.kind not in KINDS:
+        raise ValueError(f"synthesis.kind must be one of {KINDS}, got {config.kind!r}.")
+    for key in ("num_steps", "num_per_class"):
+        value = config[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"synthesis.{key} must be a whole number ≥ 1, got {value!r}.")
+    if not config.temperature > 0:
+        raise ValueError(f"synthesis.temperature τ must be > 0, got {config.temperature}; the "
+                         "paper uses 20.")
+    if not config.pixel_l2 >= 0:
+        raise ValueError(f"synthesis.pixel_l2 must be ≥ 0, got {config.pixel_l2}.")
+    impressions_schedule(config.learning_rate, config.num_steps, config.schedule)
+    _check_init_resolution(config.init_resolution, image_shape)
+    if config.kind == "dirichlet":
+        dirichlet.check_betas(tuple(config.betas), config.num_per_class)
+
+
+def build(teacher: Teacher, config: ml_collections.ConfigDict
+          ) -> tuple[SynthesisMethod, dict, dict]:
+    """The method, inputs {"targets"} and metadata {"class", "beta"} of a `synthesis` block."""
+    targets, classes, betas = impression_targets(teacher, config)
+    method = impressions_method(
+        teacher, temperature=config.temperature, num_steps=config.num_steps,
+        learning_rate=config.learning_rate, schedule=config.schedule, pixel_l2=config.pixel_l2,
+        init_resolution=config.init_resolution,
+        name="data_impressions" if config.kind == "dirichlet" else "class_impressions")
+    return method, {"targets": targets}, {"class": classes, "beta": betas}
+
+
+def describe(teacher: Teacher, transfer_set, test, figures_dir: str) -> dict:
+    """Appendix B's check and Fig. 1: the class similarity read off the teacher's weights,
+    against one measured on real test features, and its heatmap (Data Impressions only)."""
+    from jaxinv import figures  # matplotlib only where figures are drawn
+
+    results = {"target_argmax_is_drawn_class": float(np.mean(
+        transfer_set.targets.argmax(-1) == transfer_set.metadata["class"]))}
+    if transfer_set.method != "data_impressions":
+        return results
+    features = np.concatenate([
+        np.asarray(jax.jit(teacher.features)(test.images[i:i + 1000]))
+        for i in range(0, len(test.images), 1000)])
+    measured = dirichlet.feature_class_similarity(features, test.labels, teacher.num_classes)
+    from_weights = np.asarray(dirichlet.class_similarity(teacher.head("Data Impressions")[0]))
+    results["similarity_check"] = {
+        "off_diagonal": dirichlet.similarity_agreement(from_weights, measured),
+        "whole_matrix": dirichlet.similarity_agreement(from_weights, measured,
+                                                       include_diagonal=True)}
+    figures.similarity_heatmap(from_weights, test.class_names,
+                               f"{figures_dir}/similarity.png")
+    return results
