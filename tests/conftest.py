@@ -1,4 +1,9 @@
-"""Shared test set-up: 8 simulated CPU devices and the real data folder."""
+"""Shared test set-up: 8 simulated CPU devices, the real data folder, one teacher store.
+
+Every test shares one teacher store (`JAXINV_TEACHER_STORE`) for the session, so end-to-end
+tests of configs whose teacher is `teacher.py:smoke` reuse the one MNIST teacher that the
+`mnist_teacher` fixture trains, instead of each training its own.
+"""
 
 import os
 import pathlib
@@ -9,14 +14,10 @@ import pytest
 # DESIGN.md: tests run on 8 simulated CPU devices; this must happen before any device is used.
 jax.config.update("jax_num_cpu_devices", 8)
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "experiments" / "configs"
 # Where CI keeps the real datasets relative to the repository (JAXINV_DATA_DIR=../shared/data).
-_SIBLING_DATA_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-@pytest.fixture
-def data_dir() -> str:
-    """The folder of real npz datasets: $JAXINV_DATA_DIR, else ../shared/data next to the repo."""
-    return _data_dir_or_skip()
+_SIBLING_DATA_DIR = REPO.parent / "shared" / "data"
 
 
 def _data_dir_or_skip() -> str:
@@ -29,33 +30,50 @@ def _data_dir_or_skip() -> str:
                 "and the other files described in shared/data/README.md")
 
 
+@pytest.fixture
+def data_dir() -> str:
+    """The folder of real npz datasets: $JAXINV_DATA_DIR, else ../shared/data next to the repo."""
+    return _data_dir_or_skip()
+
+
 @pytest.fixture(scope="session")
 def session_data_dir() -> str:
     """`data_dir` for session- and module-scoped fixtures."""
     return _data_dir_or_skip()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def teacher_store(tmp_path_factory) -> str:
+    """One teacher store for the whole session (pipeline.TEACHER_STORE_ENV)."""
+    from jaxinv import pipeline
+
+    store = str(tmp_path_factory.mktemp("teacher_store"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(pipeline.TEACHER_STORE_ENV, store)
+        yield store
+
+
 @pytest.fixture(scope="session")
-def mnist_teacher(session_data_dir, tmp_path_factory):
-    """A real LeNet-5 MNIST teacher (150 steps on 2048 images, ~90 % test accuracy), trained once.
+def smoke_config_of():
+    """`spec -> ConfigDict` of a bundled config, e.g. "zskd.py:smoke"."""
+    from jaxinv import experiment_configs
 
-    Returns the `Teacher` loaded by path, as a user of `jaxinv train` would get it.
-    """
-    from jaxinv import config_files, teacher, train
+    return lambda spec: experiment_configs.load_config(str(CONFIGS / spec))
 
-    config = config_files.load_config(
-        str(pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs"
-            / "teacher.py") + ":smoke")
-    config.train_limit = 2048
-    config.num_steps = 150
-    config.checkpoint_every = 150
-    config.log_every = 50
-    workdir = str(tmp_path_factory.mktemp("mnist_teacher"))
+
+@pytest.fixture(scope="session")
+def mnist_teacher(session_data_dir, teacher_store, smoke_config_of):
+    """The real LeNet-5 MNIST teacher of `zskd.py:smoke` (150 steps on 2048 images, ~90 % test
+    accuracy), trained once into the session's teacher store, as the pipeline gets it."""
+    from jaxinv import data, pipeline, train
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("JAXINV_DATA_DIR", session_data_dir)
-        results = train.train_and_evaluate(config, workdir)
-    assert results["test_accuracy"] > 85.0, results
-    return teacher.load_teacher(workdir)
+        teacher, _ = pipeline.obtain_teacher(smoke_config_of("zskd.py:smoke"))
+        test = data.load_dataset("mnist", "test")
+    accuracy = train.evaluate(teacher.model, teacher.variables, test.images, test.labels)
+    assert accuracy["accuracy"] > 85.0, accuracy
+    return teacher
 
 
 @pytest.fixture(scope="session")
@@ -66,17 +84,18 @@ def mnist_impressions(mnist_teacher, tmp_path_factory):
     """
     import numpy as np
 
-    from jaxinv.synthesis import dirichlet, impressions, runner
+    from jaxinv import synthesis
+    from jaxinv.synthesis import dirichlet, impressions
 
     similarity = dirichlet.class_similarity(mnist_teacher.head()[0])
     targets, classes, betas = dirichlet.dirichlet_targets(jax.random.key(0), similarity,
                                                           (1.0, 0.1), num_per_class=16)
     method = impressions.impressions_method(mnist_teacher, temperature=20.0, num_steps=200,
                                             learning_rate=0.05, schedule="linear")
-    transfer_set = runner.synthesize(
-        method, mnist_teacher, np.asarray(targets), classes=np.asarray(classes),
-        betas=np.asarray(betas), seed=0, chunk_size=80,
-        workdir=str(tmp_path_factory.mktemp("mnist_impressions")))
+    transfer_set = synthesis.synthesize(
+        method, mnist_teacher, {"targets": np.asarray(targets)},
+        metadata={"class": np.asarray(classes), "beta": np.asarray(betas)}, seed=0,
+        chunk_size=80, workdir=str(tmp_path_factory.mktemp("mnist_impressions")))
     return method, transfer_set
 
 
@@ -88,10 +107,10 @@ def _random_variables(model, image_shape, seed: int = 0) -> dict:
     """
     import numpy as np
 
-    from jaxinv import train
+    from jaxinv import models
 
-    abstract = jax.eval_shape(lambda: train.init_variables(model, jax.random.key(0),
-                                                           tuple(image_shape)))
+    abstract = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0),
+                                                            tuple(image_shape)))
     rng = np.random.default_rng(seed)
 
     def fill(path, leaf):

@@ -1,11 +1,11 @@
 """ZSKD on CIFAR-10 (Nayak et al., TPAMI 2021, Tables 3, 5 and 6): configs for an accelerator.
 
-  jaxinv run experiments/configs/zskd_cifar10.py:alexnet --workdir runs/zskd_cifar10_alexnet
-  jaxinv run experiments/configs/zskd_cifar10.py:vgg19_vgg11 --workdir runs/zskd_vgg19_vgg11
-  jaxinv run experiments/configs/zskd_cifar10.py:vgg19_resnet18 --workdir runs/zskd_vgg19_r18
-  jaxinv run experiments/configs/zskd_cifar10.py:resnet18 --workdir runs/zskd_resnet18
+  jaxinv run zskd_cifar10.py:alexnet --workdir runs/zskd_cifar10_alexnet
+  jaxinv run zskd_cifar10.py:vgg19_vgg11 --workdir runs/zskd_vgg19_vgg11
+  jaxinv run zskd_cifar10.py:vgg19_resnet18 --workdir runs/zskd_vgg19_r18
+  jaxinv run zskd_cifar10.py:resnet18 --workdir runs/zskd_resnet18
   # about a minute on 2 CPU cores, for tests:
-  jaxinv run experiments/configs/zskd_cifar10.py:alexnet_smoke --workdir /tmp/zskd_cifar_smoke
+  jaxinv run zskd_cifar10.py:alexnet_smoke --workdir /tmp/zskd_cifar_smoke
 
 Data: with JAXINV_DATA_DIR set, CIFAR-10 comes from the npz files, which hold only the first
 4000 training images and a lossy JPEG (q75) test set, so accuracies are close to but not the
@@ -41,50 +41,36 @@ def get_config(arg: str = "alexnet") -> ml_collections.ConfigDict:
                          "optionally with _smoke.")
     teacher_model, student, teacher_lr, teacher_batch, paper = _SETUPS[name]
     config = ml_collections.ConfigDict()
-    config.task = "zskd"
     config.dataset = "cifar10"
     config.image_size = 32
     config.teacher_workdir = ""
-    config.student = student
-    config.paper = paper
-
-    config.teacher = ml_collections.ConfigDict()
-    config.teacher.dataset = "cifar10"
-    config.teacher.image_size = 32
-    config.teacher.train_limit = 256 if smoke else None
-    config.teacher.model = "alexnet" if smoke else teacher_model
-    config.teacher.num_classes = 10
-    config.teacher.seed = 0
-    config.teacher.batch_size = 32 if smoke else teacher_batch
-    # The paper trains its CIFAR teachers for 500 epochs.
-    config.teacher.num_steps = 4 if smoke else 500 * 50000 // teacher_batch
-    config.teacher.checkpoint_every = 4 if smoke else 2000
-    config.teacher.log_every = 2 if smoke else 100
-    config.teacher.eval_batch_size = 1000
-    config.teacher.optimizer = ml_collections.ConfigDict(dict(
-        name="adam", learning_rate=teacher_lr, schedule="cosine", weight_decay=5e-4,
-        momentum=0.9))
-    config.teacher.augment = ml_collections.ConfigDict(dict(
-        scale=0.0, translate=0.0 if smoke else 0.125, rotate_degrees=0.0, hflip=not smoke))
-    if smoke:
-        config.student = "alexnet_half"
-
+    config.paper = {"dataset": "cifar10", **paper}
+    config.teacher = ml_collections.ConfigDict(dict(
+        model="alexnet" if smoke else teacher_model, train_limit=256 if smoke else None,
+        seed=0, batch_size=32 if smoke else teacher_batch,
+        # The paper trains its CIFAR teachers for 500 epochs.
+        num_steps=4 if smoke else 500 * 50000 // teacher_batch,
+        checkpoint_every=4 if smoke else 2000, log_every=2 if smoke else 100,
+        eval_batch_size=1000,
+        optimizer=dict(name="adam", learning_rate=teacher_lr, schedule="cosine",
+                       weight_decay=5e-4, momentum=0.9),
+        augment=dict(scale=0.0, translate=0.0 if smoke else 0.125, rotate_degrees=0.0,
+                     hflip=not smoke)))
     config.synthesis = ml_collections.ConfigDict(dict(
-        kind="dirichlet", betas=(1.0, 0.1), floor=1e-3,
+        method="impressions", kind="dirichlet", betas=(1.0, 0.1), floor=1e-3,
         num_per_class=8 if smoke else 4000,  # 40,000 DIs as the paper
         temperature=20.0, num_steps=4 if smoke else 1500, learning_rate=0.05,
-        schedule="linear", pixel_l2=0.0, pixel_l1=0.0, tv_l2=0.0, jitter=0, init_resolution=None,
-        chunk_size=80 if smoke else 4000,
-        steps_per_call=4 if smoke else 100, seed=0))
+        schedule="linear", pixel_l2=0.0, init_resolution=None,
+        chunk_size=80 if smoke else 4000, steps_per_call=4 if smoke else 100, seed=0))
+    config.task = "distill"
     config.distill = ml_collections.ConfigDict(dict(
-        seed=0, num_seeds=1, batch_size=32 if smoke else 512,
-        num_steps=4 if smoke else 200 * 40000 // 512,
+        student="alexnet_half" if smoke else student, seed=0, num_seeds=1,
+        batch_size=32 if smoke else 512, num_steps=4 if smoke else 200 * 40000 // 512,
         temperature=20.0, scale_by_t2=True, checkpoint_every=4 if smoke else 2000,
         log_every=2 if smoke else 100, eval_batch_size=1000,
         optimizer=dict(name="adam", learning_rate=1e-3, schedule="cosine", weight_decay=0.0,
                        momentum=0.9),
         augment=dict(scale=0.0 if smoke else 0.1, translate=0.0 if smoke else 0.125,
-                     rotate_degrees=0.0 if smoke else 10.0, hflip=not smoke)))
-    config.references = () if smoke else ("kd", "ce")
-    config.similarity_check = not smoke
+                     rotate_degrees=0.0 if smoke else 10.0, hflip=not smoke),
+        references=() if smoke else ("kd", "ce")))
     return config
