@@ -211,6 +211,12 @@ def evaluate(model: nn.Module, variables: dict, images: np.ndarray, labels: np.n
 def check_fit_config(config: ml_collections.ConfigDict, num_examples: int | None = None,
                      where: str = "") -> None:
     """Refuses fit settings that cannot run: sizes, steps, intervals, the optimiser."""
+    _check_fit_sizes(config, num_examples, where)
+    make_optimizer(config.optimizer, config.num_steps)
+
+
+def _check_fit_sizes(config: ml_collections.ConfigDict, num_examples: int | None,
+                     where: str = "") -> None:
     for key in ("batch_size", "num_steps", "checkpoint_every", "log_every"):
         value = config[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -219,7 +225,6 @@ def check_fit_config(config: ml_collections.ConfigDict, num_examples: int | None
     if num_examples is not None and config.batch_size > num_examples:
         raise ValueError(f"{where}batch_size = {config.batch_size} exceeds the {num_examples} "
                          f"training examples; use a batch size of at most {num_examples}.")
-    make_optimizer(config.optimizer, config.num_steps)
 
 
 def fit(init_fn: Callable[[jax.Array], dict[str, ModelState]], step_fn: StepFn,
@@ -241,7 +246,11 @@ def fit(init_fn: Callable[[jax.Array], dict[str, ModelState]], step_fn: StepFn,
 
     Returns:
       The final state.
+
+    Raises:
+      ValueError: `config` cannot run on `arrays` (checked before `workdir` is created).
     """
+    _check_fit_sizes(config, min((len(v) for v in arrays.values()), default=None))
     os.makedirs(workdir, exist_ok=True)
     init_rng, run_rng = jax.random.split(jax.random.key(config.seed))
     state = jax.jit(lambda rng: TrainState(step=jnp.zeros((), jnp.int32), models=init_fn(rng)),

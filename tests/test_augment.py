@@ -104,39 +104,6 @@ def test_jit_compiles_once_and_vmap_matches_loop():
     chex.assert_trees_all_close(mapped, looped, atol=1e-6)
 
 
-def test_mixup_makes_convex_combinations_of_pairs_of_the_batch():
-    # Constant images 0, 1/7, ..., 1: a mix of two is a value between theirs, and the weights
-    # (λ, 1 - λ) of each output are recovered exactly when its partner is known.
-    levels = jnp.linspace(0.0, 1.0, 8)
-    images = jnp.broadcast_to(levels[:, None, None, None], (8, H, W, 1))
-    config = augment.AugmentConfig(mixup=0.4)
-    assert not config.is_identity and not config.has_affine
-    out = np.asarray(jax.jit(augment.mix_pairs, static_argnums=2)(jax.random.key(8), images,
-                                                                   config.mixup))
-    assert np.all(out == out[:, :1, :1]), "each mixed image must stay constant"
-    values = out[:, 0, 0, 0]
-    assert values.min() >= 0.0 and values.max() <= 1.0
-    rng_partner, rng_weight = jax.random.split(jax.random.key(8))
-    partner = np.asarray(jax.random.permutation(rng_partner, 8))
-    weight = np.asarray(jax.random.beta(rng_weight, 0.4, 0.4, (8,)))
-    np.testing.assert_allclose(values, weight * levels + (1 - weight) * levels[partner],
-                               atol=1e-6)
-    assert np.any(partner != np.arange(8)) and np.any(np.abs(values - levels) > 0.05)
-
-
-def test_mixup_leaves_the_warps_as_drawn_without_it():
-    # With mixup on, the same key warps every image as it would without mixup; the mix comes
-    # after. So mixing a batch of identical images changes nothing but the warps' mixture.
-    images = jnp.repeat(_dot(8, 6), 4, axis=0)
-    warp = augment.AugmentConfig(translate=0.25)
-    warped = _augment(jax.random.key(9), images, warp)
-    mixed = _augment(jax.random.key(9), images,
-                     augment.AugmentConfig(translate=0.25, mixup=1.0))
-    np.testing.assert_allclose(np.asarray(mixed).sum(axis=(1, 2, 3)), np.ones(4), atol=1e-5)
-    support_of_warps = np.asarray(warped).max(axis=0, keepdims=True) > 1e-6
-    assert np.all(~(np.asarray(mixed) > 1e-6) | support_of_warps)
-
-
 @pytest.mark.parametrize("kwargs, match", [
     ({"scale": -0.1}, "scale"),
     ({"scale": 1.0}, "scale"),
@@ -146,9 +113,6 @@ def test_mixup_leaves_the_warps_as_drawn_without_it():
     ({"rotate_degrees": 270.0}, "rotate_degrees"),
     ({"hflip": 1}, "hflip"),
     ({"scale": "0.1"}, "number"),
-    ({"mixup": -1.0}, "mixup"),
-    ({"mixup": float("inf")}, "mixup"),
-    ({"mixup": True}, "mixup"),
 ])
 def test_invalid_config_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -166,6 +130,5 @@ def test_from_config():
     assert config == augment.AugmentConfig(translate=0.1)
     assert hash(config) == hash(augment.AugmentConfig(translate=0.1))
     assert augment.from_config({}).is_identity
-    assert augment.from_config({"mixup": 1}).mixup == 1.0
     with pytest.raises(ValueError, match="unknown augmentation keys \\['zoom'\\]"):
         augment.from_config({"zoom": 0.1})

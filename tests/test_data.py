@@ -146,6 +146,18 @@ def test_default_image_sizes():
     assert set(data.DATASET_NAMES) == {"mnist", "fashion_mnist", "usps", "cifar10", "digits"}
 
 
+def test_image_shape_and_num_classes_match_loaded_data_without_reading(real_data):
+    """The shape and class count stages check configs with are those load_dataset returns."""
+    for name, image_size in (("mnist", None), ("usps", 28), ("cifar10", None), ("digits", 16)):
+        dataset = data.load_dataset(name, "test", image_size=image_size, limit=2)
+        assert data.image_shape(name, image_size) == dataset.images.shape[1:]
+        assert data.num_classes(name) == dataset.num_classes == 10
+    with pytest.raises(ValueError, match="image_size must be a whole number"):
+        data.image_shape("mnist", 0)
+    with pytest.raises(ValueError, match="valid names: mnist"):
+        data.num_classes("svhn")
+
+
 # ----------------------------------------------------------------------------- errors
 
 
@@ -335,54 +347,64 @@ def test_batch_indices_errors(num_examples, batch_size, step, message):
         data.batch_indices(num_examples, batch_size, seed=0, step=step)
 
 
-def _toy_arrays(num_examples: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """Images whose single pixel is the example's index, and 2-D targets (logits-like)."""
+def _toy_arrays(num_examples: int = 50) -> dict[str, np.ndarray]:
+    """Images whose single pixel is the example's index, 2-D logits-like targets and labels."""
     images = np.arange(num_examples, dtype=np.float32).reshape(num_examples, 1, 1, 1)
     targets = np.stack([np.arange(num_examples), -np.arange(num_examples)], axis=1)
-    return images, targets.astype(np.float32)
+    return {"images": images, "targets": targets.astype(np.float32),
+            "labels": (np.arange(num_examples) % 10).astype(np.int32)}
 
 
 def test_iterate_batches_on_default_mesh_follows_batch_indices():
-    images, targets = _toy_arrays()
+    arrays = _toy_arrays()
     batch_size = 2 * parallel.num_data_shards()
-    batches = list(data.iterate_batches(images, targets, batch_size, seed=5, num_steps=8))
+    batches = list(data.iterate_batches(arrays, batch_size, seed=5, num_steps=8))
     assert len(batches) == 8
-    for step, (image_batch, target_batch) in enumerate(batches):
-        assert isinstance(image_batch, jax.Array)
-        assert image_batch.sharding.is_equivalent_to(parallel.batch_sharded(), image_batch.ndim)
-        chex.assert_shape([image_batch, target_batch], [(batch_size, 1, 1, 1), (batch_size, 2)])
-        indices = data.batch_indices(len(images), batch_size, seed=5, step=step)
-        np.testing.assert_array_equal(np.asarray(image_batch)[:, 0, 0, 0], indices)
-        np.testing.assert_array_equal(np.asarray(target_batch), targets[indices])
+    for step, batch in enumerate(batches):
+        assert isinstance(batch, dict) and set(batch) == {"images", "targets", "labels"}
+        for value in batch.values():
+            assert isinstance(value, jax.Array)
+            assert value.sharding.is_equivalent_to(parallel.batch_sharded(), value.ndim)
+        chex.assert_shape([batch["images"], batch["targets"], batch["labels"]],
+                          [(batch_size, 1, 1, 1), (batch_size, 2), (batch_size,)])
+        chex.assert_type([batch["images"], batch["labels"]], [np.float32, np.int32])
+        indices = data.batch_indices(50, batch_size, seed=5, step=step)
+        np.testing.assert_array_equal(np.asarray(batch["images"])[:, 0, 0, 0], indices)
+        np.testing.assert_array_equal(np.asarray(batch["targets"]), arrays["targets"][indices])
+        np.testing.assert_array_equal(np.asarray(batch["labels"]), arrays["labels"][indices])
 
 
 def test_resumed_iteration_equals_uninterrupted_one():
-    images, targets = _toy_arrays()
+    arrays = _toy_arrays()
     batch_size = parallel.num_data_shards()
-    fresh = data.iterate_batches(images, targets, batch_size, seed=1, num_steps=20)
-    resumed = data.iterate_batches(images, targets, batch_size, seed=1, start_step=13,
-                                   num_steps=7)
+    fresh = data.iterate_batches(arrays, batch_size, seed=1, num_steps=20)
+    resumed = data.iterate_batches(arrays, batch_size, seed=1, start_step=13, num_steps=7)
     chex.assert_trees_all_equal(list(itertools.islice(fresh, 13, None)), list(resumed))
 
 
 def test_endless_and_empty_iteration():
-    images, targets = _toy_arrays(16)
+    arrays = _toy_arrays(16)
     batch_size = parallel.num_data_shards()
-    endless = data.iterate_batches(images, targets, batch_size, seed=0)
+    endless = data.iterate_batches(arrays, batch_size, seed=0)
     assert len(list(itertools.islice(endless, 40))) == 40  # crosses several epochs
-    assert list(data.iterate_batches(images, targets, batch_size, seed=0, num_steps=0)) == []
+    assert list(data.iterate_batches(arrays, batch_size, seed=0, num_steps=0)) == []
 
 
 def test_iterate_batches_errors_are_raised_at_the_call():
-    images, targets = _toy_arrays(16)
+    arrays = _toy_arrays(16)
     cpu_mesh = Mesh(np.asarray(jax.devices("cpu")), (parallel.DATA_AXIS,))
     num_devices = parallel.num_data_shards(cpu_mesh)
     assert num_devices == 8, "conftest.py should simulate 8 CPU devices"
     with pytest.raises(ValueError, match="not a multiple of the 8 devices"):
-        data.iterate_batches(images, targets, 12, seed=0, mesh=cpu_mesh)
+        data.iterate_batches(arrays, 12, seed=0, mesh=cpu_mesh)
     with pytest.raises(ValueError, match="batch_size = 24 exceeds the 16 examples"):
-        data.iterate_batches(images, targets, 24, seed=0, mesh=cpu_mesh)
-    with pytest.raises(ValueError, match="differ in length"):
-        data.iterate_batches(images, targets[:8], 8, seed=0, mesh=cpu_mesh)
+        data.iterate_batches(arrays, 24, seed=0, mesh=cpu_mesh)
+    with pytest.raises(ValueError, match="equal lengths.*'targets': 8"):
+        data.iterate_batches({**arrays, "targets": arrays["targets"][:8]}, 8, seed=0,
+                             mesh=cpu_mesh)
+    with pytest.raises(ValueError, match="non-empty dict"):
+        data.iterate_batches({}, 8, seed=0, mesh=cpu_mesh)
     with pytest.raises(ValueError, match="start_step must be non-negative"):
-        data.iterate_batches(images, targets, 8, seed=0, start_step=-1, mesh=cpu_mesh)
+        data.iterate_batches(arrays, 8, seed=0, start_step=-1, mesh=cpu_mesh)
+    with pytest.raises(ValueError, match="num_steps must be non-negative"):
+        data.iterate_batches(arrays, 8, seed=0, num_steps=-1, mesh=cpu_mesh)

@@ -3,10 +3,13 @@
 import chex
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
-from jaxinv.synthesis import dirichlet
+from jaxinv import models
+from jaxinv.synthesis import dirichlet, impressions
+from jaxinv.teacher import Teacher, TeacherLayerError
 
 K = 10
 
@@ -182,6 +185,48 @@ def test_targets_reject_bad_floor():
     c = dirichlet.class_similarity(_head_kernel())
     with pytest.raises(ValueError, match="floor"):
         dirichlet.dirichlet_targets(jax.random.key(0), c, [1.0], 2, floor=0.0)
+
+
+def test_check_betas_accepts_what_dirichlet_targets_accepts():
+    """The β check that a synthesis block runs before any teacher exists returns floats and
+    refuses what `dirichlet_targets` refuses, with the same messages."""
+    assert dirichlet.check_betas([1, 0.1], 4) == (1.0, 0.1)
+    for betas, num_per_class, match in [([], 2, "at least one"),
+                                        ([1.0, -1.0], 2, "β must be > 0"),
+                                        ([1.0, float("inf")], 2, "β must be > 0"),
+                                        ([1.0, 0.1], 3, "multiple of len\\(betas\\)=2")]:
+        with pytest.raises(ValueError, match=match):
+            dirichlet.check_betas(betas, num_per_class)
+
+
+# --- impression_targets: the targets of a synthesis block ---------------------------------------
+
+
+def test_impression_targets_are_dirichlet_draws_around_the_teachers_head(random_variables):
+    """A Data Impressions block draws its targets from the class similarity of the teacher's
+    final layer with the block's seed, β mixture and floor; a Class Impressions block takes
+    one-hot targets; a teacher without a final linear layer is refused, naming the method."""
+    model = models.get_model("lenet5")
+    teacher = Teacher(model=model, variables=random_variables(model, (32, 32, 1)),
+                      image_shape=(32, 32, 1))
+    block = ml_collections.ConfigDict(dict(kind="dirichlet", betas=(1.0, 0.1), floor=1e-2,
+                                           num_per_class=4, seed=2))
+    drawn = impressions.impression_targets(teacher, block)
+    expected = dirichlet.dirichlet_targets(jax.random.key(2),
+                                           dirichlet.class_similarity(teacher.head()[0]),
+                                           (1.0, 0.1), 4, floor=1e-2)
+    for got, want in zip(drawn, expected, strict=True):
+        assert isinstance(got, np.ndarray)
+        np.testing.assert_array_equal(got, want)
+    block.kind = "one_hot"
+    for got, want in zip(impressions.impression_targets(teacher, block),
+                         dirichlet.one_hot_targets(K, 4), strict=True):
+        np.testing.assert_array_equal(got, want)
+    block.kind = "dirichlet"
+    headless = Teacher(model=model, variables=teacher.variables, image_shape=(32, 32, 1),
+                       head_name="missing")
+    with pytest.raises(TeacherLayerError, match="Data Impressions reads the teacher's final"):
+        impressions.impression_targets(headless, block)
 
 
 # --- one_hot_targets ----------------------------------------------------------------------------

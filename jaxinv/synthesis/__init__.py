@@ -7,7 +7,9 @@ evaluators, so adding a method is adding one file. It defines
       raises ValueError for settings it cannot run, before anything is trained or written;
   build(teacher, config) -> (SynthesisMethod, inputs, metadata)
       the method, its per-example inputs (a dict of arrays with leading axis N, with "targets"
-      (N, K)) and per-example metadata to keep in the TransferSet.
+      (N, K)) and per-example metadata to keep in the TransferSet;
+  smoke_config() -> ConfigDict
+      a block that runs in seconds, which the shared contract test runs every method with.
 
 `config` is the run's `synthesis` block: `method` (the module's name), `seed`, `chunk_size` and
 `steps_per_call` (examples per compiled chunk, steps per call) or `checkpoint_every` (rounds
@@ -25,6 +27,7 @@ from types import ModuleType
 import ml_collections
 import numpy as np
 
+from jaxinv import parallel
 from jaxinv import workdir as workdir_lib
 from jaxinv.synthesis import engine, rounds
 from jaxinv.synthesis.method import SynthesisMethod
@@ -127,6 +130,19 @@ def check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, int,
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"synthesis.seed must be a whole number ≥ 0, got {seed!r}.")
     module.check_config(config, image_shape, num_classes)
+    # The engines' sizes, so that a bad one is refused before the run's workdir is made.
+    for key in ("chunk_size", "steps_per_call", "checkpoint_every"):
+        value = config.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 1):
+            raise ValueError(f"synthesis.{key} must be a whole number ≥ 1 (or None for the "
+                             f"default), got {value!r}.")
+    if config.get("chunk_size"):
+        parallel.check_divisible(config.chunk_size, "synthesis.chunk_size")
+    num_steps, steps_per_call = config.get("num_steps"), config.get("steps_per_call")
+    if isinstance(num_steps, int) and steps_per_call and num_steps % steps_per_call:
+        raise ValueError(f"synthesis.num_steps {num_steps} is not a multiple of steps_per_call "
+                         f"{steps_per_call}; choose a divisor of {num_steps}.")
 
 
 def synthesize_from_config(teacher: Teacher, config: ml_collections.ConfigDict,

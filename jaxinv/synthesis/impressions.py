@@ -183,3 +183,11 @@ def describe(teacher: Teacher, transfer_set, test, figures_dir: str) -> dict:
     figures.similarity_heatmap(from_weights, test.class_names,
                                f"{figures_dir}/similarity.png")
     return results
+
+
+def smoke_config() -> ml_collections.ConfigDict:
+    """A seconds-scale Data Impressions block, for the contract test and smoke runs."""
+    return ml_collections.ConfigDict(dict(
+        method="impressions", kind="dirichlet", betas=(1.0, 0.1), floor=1e-3, num_per_class=2,
+        temperature=20.0, num_steps=24, learning_rate=0.2, schedule="linear", pixel_l2=0.0,
+        init_resolution=None, chunk_size=8, steps_per_call=8, seed=0))

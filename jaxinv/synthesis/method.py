@@ -107,6 +107,10 @@ def grouped_pixel_step(init_params: Callable[[jax.Array, dict], Any],
       `(init, step)` for a :class:`SynthesisMethod`, whose `images` is then
       `lambda state: render(state["params"])`.
     """
+    if micro_batch is not None and (not isinstance(micro_batch, int)
+                                    or isinstance(micro_batch, bool) or micro_batch < 1):
+        raise ValueError(f"micro_batch must be ≥ 1, got {micro_batch!r}; None picks "
+                         "the default for the backend.")
     if micro_batch is None:
         micro_batch = default_micro_batch()
     value_and_grad = jax.value_and_grad(loss_fn, argnums=1)

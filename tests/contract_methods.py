@@ -1,0 +1,183 @@
+"""The methods the shared contract test runs: every registered one, and two test-only ones.
+
+The test-only methods prove the contract's two general capabilities with nothing of any paper:
+`generator_method` optimises a generator's weights and latent codes instead of pixels;
+`bank_method` carries a memory bank across rounds, re-initialises its generator at every round
+and distils a student between rounds, as CMI does. `run_all(workdir)` runs each on a small
+random teacher; this file is also run as a script in a subprocess with 1 or 8 devices.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+IMAGE_SHAPE = (8, 8, 1)
+NUM_EXAMPLES = 16
+
+
+class _Generator(nn.Module):
+    """latent (d,) -> image (8, 8, 1) in [0, 1]."""
+
+    @nn.compact
+    def __call__(self, latents):
+        x = nn.relu(nn.Dense(32)(latents))
+        return nn.sigmoid(nn.Dense(int(np.prod(IMAGE_SHAPE)))(x)).reshape(-1, *IMAGE_SHAPE)
+
+
+class _Student(nn.Module):
+    @nn.compact
+    def __call__(self, images):
+        return nn.Dense(10)(images.reshape(images.shape[0], -1))
+
+
+def _soft_ce(logits, targets):
+    return -(targets * jax.nn.log_softmax(logits)).sum(-1).mean()
+
+
+def generator_method(teacher, num_steps: int = 12, latent_dim: int = 4):
+    """Per chunk, one generator and one latent code per example, trained by Adam on CE."""
+    from jaxinv.synthesis.method import SynthesisMethod
+
+    generator, tx = _Generator(), optax.adam(0.05)
+
+    def render(params):
+        return generator.apply(params["generator"], params["latents"])
+
+    def init(rng, inputs):
+        latent_rng, generator_rng = jax.random.split(rng)
+        latents = jax.random.normal(latent_rng, (inputs["targets"].shape[0], latent_dim))
+        params = {"generator": generator.init(generator_rng, latents), "latents": latents}
+        return {"params": params, "opt_state": tx.init(params), "inputs": inputs}
+
+    def step(state, teacher_variables, rng):
+        del rng
+
+        def loss_fn(params):
+            return _soft_ce(teacher.logits(render(params), teacher_variables),
+                            state["inputs"]["targets"])
+
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        return ({**state, "params": optax.apply_updates(state["params"], updates),
+                 "opt_state": opt_state}, {"loss": loss})
+
+    return SynthesisMethod(name="test_generator", init=init, step=step,
+                           images=lambda state: render(state["params"]), num_steps=num_steps,
+                           config={"latent_dim": latent_dim})
+
+
+def bank_method(teacher, batch: int = 4, inner_steps: int = 6, latent_dim: int = 4):
+    """Each round: a fresh generator (re-initialised from the round's key) is fitted to the
+    round's targets, its images fill the next rows of a memory bank, and a student carried from
+    round to round takes one KD step on a batch drawn from the whole bank so far."""
+    from jaxinv.synthesis.method import SynthesisMethod
+
+    generator, student = _Generator(), _Student()
+    generator_tx, student_tx = optax.adam(0.05), optax.adam(0.01)
+
+    def init(rng, inputs):
+        num = inputs["targets"].shape[0]
+        student_params = student.init(rng, jnp.zeros((1, *IMAGE_SHAPE)))
+        return {"bank": jnp.zeros((num, *IMAGE_SHAPE)), "round": jnp.zeros((), jnp.int32),
+                "student": student_params, "student_opt": student_tx.init(student_params),
+                "inputs": inputs}
+
+    def step(state, teacher_variables, rng):
+        generator_rng, latent_rng, sample_rng = jax.random.split(rng, 3)
+        start = state["round"] * batch
+        targets = jax.lax.dynamic_slice_in_dim(state["inputs"]["targets"], start, batch)
+        latents = jax.random.normal(latent_rng, (batch, latent_dim))
+        params = generator.init(generator_rng, latents)
+
+        def generator_loss(params):
+            return _soft_ce(teacher.logits(generator.apply(params, latents), teacher_variables),
+                            targets)
+
+        def fit_generator(carry, _):
+            params, opt_state = carry
+            loss, grads = jax.value_and_grad(generator_loss)(params)
+            updates, opt_state = generator_tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        (params, _), losses = jax.lax.scan(fit_generator, (params, generator_tx.init(params)),
+                                           None, length=inner_steps)
+        bank = jax.lax.dynamic_update_slice_in_dim(state["bank"],
+                                                   generator.apply(params, latents), start, 0)
+        rows = jax.random.randint(sample_rng, (batch,), 0, start + batch)
+        images = bank[rows]
+        teacher_probs = jax.nn.softmax(teacher.logits(images, teacher_variables))
+
+        def student_loss(student_params):
+            return _soft_ce(student.apply(student_params, images), teacher_probs)
+
+        kd_loss, grads = jax.value_and_grad(student_loss)(state["student"])
+        updates, student_opt = student_tx.update(grads, state["student_opt"], state["student"])
+        return ({"bank": bank, "round": state["round"] + 1,
+                 "student": optax.apply_updates(state["student"], updates),
+                 "student_opt": student_opt, "inputs": state["inputs"]},
+                {"loss": losses[-1], "student_loss": kd_loss})
+
+    return SynthesisMethod(name="test_bank", init=init, step=step,
+                           images=lambda state: state["bank"], num_steps=NUM_EXAMPLES // batch,
+                           independent_examples=False, config={"batch": batch})
+
+
+def random_teacher(seed: int = 0):
+    """digits_cnn with random weights, on 8x8x1 images."""
+    from jaxinv import models
+    from jaxinv.teacher import from_module
+
+    model = models.get_model("digits_cnn")
+    abstract = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0),
+                                                            IMAGE_SHAPE))
+    rng = np.random.default_rng(seed)
+    variables = jax.tree.map(
+        lambda s: (rng.normal(size=s.shape) / np.sqrt(np.prod(s.shape[:-1]) if s.ndim > 1
+                                                      else 10.0)).astype(s.dtype), abstract)
+    return from_module(model, variables, IMAGE_SHAPE)
+
+
+def method_cases(teacher):
+    """name -> (method, inputs, metadata, synthesize kwargs) for every method to check."""
+    from jaxinv import synthesis
+
+    cases = {}
+    for name in synthesis.available_methods():
+        config = synthesis.get_method_module(name).smoke_config()
+        method, inputs, metadata = synthesis.get_method_module(name).build(teacher, config)
+        cases[name] = (method, inputs, metadata,
+                       dict(seed=config.seed, chunk_size=config.get("chunk_size"),
+                            steps_per_call=config.get("steps_per_call"),
+                            checkpoint_every=config.get("checkpoint_every", 1)))
+    classes = np.arange(NUM_EXAMPLES) % 10
+    one_hot = {"targets": np.eye(10, dtype=np.float32)[classes]}
+    cases["test_generator"] = (generator_method(teacher), one_hot, {"class": classes},
+                               dict(seed=1, chunk_size=8, steps_per_call=4))
+    cases["test_bank"] = (bank_method(teacher), one_hot, {"class": classes},
+                          dict(seed=2, checkpoint_every=1))
+    return cases
+
+
+def run_all(workdir: str) -> dict:
+    """{name: TransferSet} of every case, synthesised into `workdir/<name>`."""
+    from jaxinv import synthesis
+
+    teacher = random_teacher()
+    return {name: synthesis.synthesize(method, teacher, inputs, metadata=metadata,
+                                       workdir=os.path.join(workdir, name), **kwargs)
+            for name, (method, inputs, metadata, kwargs) in method_cases(teacher).items()}
+
+
+if __name__ == "__main__":
+    jax.config.update("jax_num_cpu_devices", int(sys.argv[1]))
+    results = run_all(sys.argv[2])
+    np.savez(sys.argv[3], **{f"{name}.{key}": getattr(ts, key) for name, ts in results.items()
+                             for key in ("images", "logits")})
+    print(jax.device_count())
