@@ -10,19 +10,20 @@ hits both and the best run approximates an idle machine.
 
 jaxinv is measured twice:
 
-- the public engine, :func:`jaxinv.synthesis.runner.synthesize` on a fresh workdir with
+- the public engine, :func:`jaxinv.synthesis.synthesize` on a fresh workdir with
   ``--num_chunks`` chunks: chunk initialisation, the compiled scan, the final teacher logits
   and the Orbax write of every chunk, after a warm-up run on one chunk that compiles the same
   shapes (compilation is a one-off cost per run and is excluded);
-- the bare compiled step loop, ``runner._run_steps`` on one chunk, so that the difference
-  shows the engine's overhead.
+- the bare compiled step loop, ``jaxinv.synthesis.engine._run_steps`` on one chunk, so that
+  the difference shows the engine's overhead.
 
 PyTorch is measured with all its threads and with one: eager PyTorch's OpenMP threads wait
 for each other at every op, so on a loaded CPU its multi-threaded speed can drop 5-20x below
 its single-threaded speed. Ratios are taken to the faster of the two, and the PyTorch number
 is its bare step loop, so the end-to-end ratio is the conservative one. Weights do not change
 the work done, so a random teacher with a fixed seed is used unless ``--teacher_workdir``
-names a trained LeNet-5.
+names a trained LeNet-5. torch is imported only when the PyTorch side runs, so ``--help``
+works without it.
 
 Run from the repository root, on a quiet machine (the load average is recorded)::
 
@@ -55,18 +56,17 @@ import shlex
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 import flax
 import jax
-import jax.numpy as jnp
 import numpy as np
-import torch
 
-from benchmarks import torch_reference
 from jaxinv import models, parallel, report
-from jaxinv.synthesis import runner
+from jaxinv.synthesis import engine, synthesize
 from jaxinv.synthesis.impressions import impressions_method
-from jaxinv.teacher import Teacher, load_teacher
+from jaxinv.synthesis.method import SynthesisMethod
+from jaxinv.teacher import Teacher, from_module, load_teacher
 
 IMAGE_SHAPE = (32, 32, 1)
 NUM_CLASSES = 10
@@ -94,7 +94,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="work per scaling point: steps = max(10, this // size), so small "
                              "sizes run long enough to time")
     parser.add_argument("--teacher_workdir", type=str, default=None,
-                        help="a `jaxinv train` workdir of a LeNet-5; default: random init")
+                        help="a `jaxinv train` workdir (or saved model folder) of a LeNet-5; "
+                             "default: random init")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--torch_threads", type=int, default=None,
                         help="torch.set_num_threads; default: torch's own (all cores)")
@@ -109,6 +110,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers shared with bench_train.py.
+
+
+def import_torch() -> ModuleType:
+    """torch, imported on first use so that `--help` and the jaxinv side run without it.
+
+    Raises:
+      SystemExit: torch is not installed, with how to install it.
+    """
+    try:
+        import torch
+    except ImportError as err:
+        raise SystemExit("The PyTorch baseline needs torch, which is not installed: "
+                         "`pip install torch` (the CPU build is enough).") from err
+    return torch
+
+
+def import_torch_reference() -> ModuleType:
+    """`benchmarks.torch_reference`, after checking that torch is installed."""
+    import_torch()
+    from benchmarks import torch_reference
+
+    return torch_reference
 
 
 def command_line(script: str, argv: Sequence[str]) -> str:
@@ -130,6 +153,7 @@ def cpu_model() -> str:
 
 def machine_info() -> dict[str, str]:
     """What the numbers depend on, captured at the start of a run (load average included)."""
+    torch = import_torch()
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return {
         "cpu": f"{cpu_model()}, nproc {os.cpu_count()}, usable by this process "
@@ -180,9 +204,8 @@ def build_teacher(teacher_workdir: str | None, seed: int) -> Teacher:
                 f"(61,706 parameters) on {IMAGE_SHAPE}, so the comparison would not be fair.")
         return teacher
     model = models.get_model("lenet5", num_classes=NUM_CLASSES)
-    variables = model.init(jax.random.key(seed), jnp.zeros((1, *IMAGE_SHAPE)), train=False)
-    return Teacher(model=model, variables={"params": variables["params"], "batch_stats": {}},
-                   image_shape=IMAGE_SHAPE)
+    variables = models.init_variables(model, jax.random.key(seed), IMAGE_SHAPE)
+    return from_module(model, variables, IMAGE_SHAPE)
 
 
 def dirichlet_targets(num_examples: int, seed: int) -> np.ndarray:
@@ -192,7 +215,7 @@ def dirichlet_targets(num_examples: int, seed: int) -> np.ndarray:
     return rng.dirichlet(concentration, size=num_examples).astype(np.float32)
 
 
-def di_method(teacher: Teacher, num_steps: int) -> runner.SynthesisMethod:
+def di_method(teacher: Teacher, num_steps: int) -> SynthesisMethod:
     """Data Impressions with PyTorch's settings: τ = 20, Adam at a constant lr, clip [0, 1].
 
     jaxinv sums the per-example losses where the reference takes the batch mean; Adam is
@@ -202,33 +225,33 @@ def di_method(teacher: Teacher, num_steps: int) -> runner.SynthesisMethod:
                               learning_rate=LEARNING_RATE, schedule="constant")
 
 
-def run_engine(method: runner.SynthesisMethod, teacher: Teacher, targets: np.ndarray,
+def run_engine(method: SynthesisMethod, teacher: Teacher, targets: np.ndarray,
                chunk_size: int, seed: int) -> None:
     """One end-to-end `synthesize` into a fresh temporary workdir (so nothing is resumed)."""
     with tempfile.TemporaryDirectory(prefix="bench_synthesis_") as workdir:
-        runner.synthesize(method, teacher, targets, classes=targets.argmax(1),
-                          betas=np.ones(len(targets), np.float32), seed=seed,
-                          chunk_size=chunk_size, workdir=workdir)
+        synthesize(method, teacher, {"targets": targets},
+                   metadata={"class": targets.argmax(1),
+                             "beta": np.ones(len(targets), np.float32)},
+                   seed=seed, workdir=workdir, chunk_size=chunk_size)
 
 
-def step_loop_fn(method: runner.SynthesisMethod, teacher: Teacher, num_steps: int,
+def step_loop_fn(method: SynthesisMethod, teacher: Teacher, num_steps: int,
                  chunk_size: int, seed: int) -> Callable[[], float]:
     """A function that times `num_steps` compiled steps on one chunk, as the engine calls them.
 
-    Each call starts from a fresh chunk, because `_run_steps` donates its params and optimiser
-    state; the initialisation is done before the clock starts.
+    Each call starts from a fresh chunk, because `engine._run_steps` donates its state (pixels,
+    optimiser state and the chunk's inputs); placing the inputs and initialising the chunk are
+    done before the clock starts.
     """
     teacher_variables = parallel.replicate(teacher.variables)
-    targets = parallel.shard_batch(dirichlet_targets(chunk_size, seed))
+    targets = dirichlet_targets(chunk_size, seed)
     init_rng, chunk_rng = jax.random.split(jax.random.key(seed))
 
     def run() -> float:
-        params, opt_state, _ = runner._init_chunk(method, teacher, teacher_variables, targets,
-                                                  init_rng)
-        jax.block_until_ready((params, opt_state))
-        return timed(lambda: jax.block_until_ready(runner._run_steps(
-            method, teacher, num_steps, runner.default_micro_batch(chunk_size),
-            teacher_variables, params, opt_state, targets, chunk_rng, 0)))
+        inputs = parallel.shard_batch({"targets": targets})
+        state = jax.block_until_ready(engine._init_chunk(method, inputs, init_rng))
+        return timed(lambda: jax.block_until_ready(engine._run_steps(
+            method, num_steps, teacher_variables, state, chunk_rng, 0)))
 
     return run
 
@@ -238,6 +261,7 @@ def torch_seconds(batch_size: int, num_steps: int, threads: int) -> float:
 
     `threads` applies to this call only; torch's global thread count is restored after it.
     """
+    torch, torch_reference = import_torch(), import_torch_reference()
     previous = torch.get_num_threads()
     try:
         throughput = torch_reference.torch_di_synthesis_throughput(
@@ -255,7 +279,7 @@ def torch_thread_counts(threads: int | None) -> list[int]:
     load the CPU its multi-threaded throughput can fall far below its single-threaded one.
     Measuring both and comparing jaxinv with the faster keeps the ratio conservative.
     """
-    threads = threads or torch.get_num_threads()
+    threads = threads or import_torch().get_num_threads()
     return [threads] if threads == 1 else [threads, 1]
 
 
@@ -278,8 +302,9 @@ def measure_headline(args: argparse.Namespace, teacher: Teacher) -> dict[str, li
     work.update({torch_label(threads): args.chunk_size * args.num_steps
                  for threads in thread_counts})
     step_loop = step_loop_fn(method, teacher, args.num_steps, args.chunk_size, args.seed)
-    # Compiles _init_chunk, _run_steps and _finish_chunk for these shapes (the jit cache keys
-    # on the method and teacher objects, which the timed runs reuse) and warms up Orbax.
+    # Compiles the engine's _init_chunk, _run_steps and _finish_chunk for these shapes (their
+    # jit caches key on the method and teacher objects, which the timed runs reuse) and warms
+    # up Orbax.
     run_engine(method, teacher, targets[:args.chunk_size], args.chunk_size, args.seed)
     step_loop()
     runs: dict[str, list[float]] = {name: [] for name in work}
@@ -386,7 +411,7 @@ def headline_table(args: argparse.Namespace, best: dict[str, float]) -> str:
         [f"jaxinv engine end to end: `synthesize`, {args.num_chunks} chunks of "
          f"{args.chunk_size} (init, scan, final logits, Orbax writes)",
          f"{best['engine']:,.0f}", f"{best['engine'] / torch_best:.2f}x"],
-        [f"jaxinv compiled step loop: `_run_steps`, one chunk of {args.chunk_size}",
+        [f"jaxinv compiled step loop: `engine._run_steps`, one chunk of {args.chunk_size}",
          f"{best['step_loop']:,.0f}", f"{best['step_loop'] / torch_best:.2f}x"],
     ]
     rows += [[f"{label}, eager, batch {args.chunk_size}", f"{best[key]:,.0f}", ""]
@@ -458,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args.torch_threads is not None:
-        torch.set_num_threads(args.torch_threads)
+        import_torch().set_num_threads(args.torch_threads)
     info = machine_info()
     command = command_line("benchmarks/bench_synthesis.py", argv)
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]

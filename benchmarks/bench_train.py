@@ -1,13 +1,15 @@
 """Supervised training speed: jaxinv's jitted train step against eager PyTorch, LeNet-5 on CPU.
 
 Both sides train LeNet-5 on 32x32x1 random images with 10-class cross-entropy and Adam
-(lr 1e-3). jaxinv runs its own training step, :func:`jaxinv.train.make_train_step` (jitted,
-donating the state), on a state from :func:`jaxinv.train.create_train_state`, and places every
-batch with :func:`jaxinv.parallel.shard_batch` as :func:`jaxinv.train.fit` does. PyTorch is
+(lr 1e-3). jaxinv runs its own training step, :func:`jaxinv.train.supervised_step`, wrapped and
+jitted (donating the state) as :func:`jaxinv.train.fit` does, on a state from
+:func:`jaxinv.train.init_model_state`, and places every batch with
+:func:`jaxinv.parallel.shard_batch` as `fit`'s batch iterator does. PyTorch is
 :func:`benchmarks.torch_reference.torch_train_throughput` (zero_grad, forward, backward, Adam
 step, eager), with all its threads and with one (its multi-threaded speed collapses when other
 processes load the CPU); the ratio is to the faster. Both run in the same process,
 interleaved, best of ``--repeats``; jaxinv's compilation is excluded by a warm-up step.
+torch is imported only when the PyTorch side runs, so ``--help`` works without it.
 
 Run from the repository root, on a quiet machine (the load average is recorded)::
 
@@ -33,15 +35,16 @@ import argparse
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import torch
 
-from benchmarks import torch_reference
 from benchmarks.bench_synthesis import (
     IMAGE_SHAPE,
     NUM_CLASSES,
     command_line,
+    import_torch,
+    import_torch_reference,
     machine_info,
     machine_markdown,
     section_header,
@@ -50,7 +53,7 @@ from benchmarks.bench_synthesis import (
     torch_label,
     torch_thread_counts,
 )
-from jaxinv import losses, models, parallel, report, train
+from jaxinv import models, parallel, report, train
 
 SECTION = "train_speed"
 LEARNING_RATE = 1e-3
@@ -85,26 +88,41 @@ def optimizer_config() -> ml_collections.ConfigDict:
 class JaxTrainer:
     """jaxinv's training step on LeNet-5 with fixed random host batches.
 
-    The state is rebuilt for every run because the step donates it; building it is not timed.
+    The step is `train.supervised_step` inside the same wrapper `train.fit` jits: the run key
+    folded with the step count, the step count advanced, the state donated. (`fit` itself is
+    not timed: it compiles afresh on every call and checkpoints and logs as it goes.) The state
+    is rebuilt for every run because the step donates it; building it is not timed.
     """
 
     def __init__(self, batch_size: int, seed: int):
         parallel.check_divisible(batch_size, "batch_size")
         self.model = models.get_model("lenet5", num_classes=NUM_CLASSES)
         self.tx = train.make_optimizer(optimizer_config(), num_steps=1)
-        self.train_step = train.make_train_step(self.model, self.tx, losses.cross_entropy)
+        step_fn = train.supervised_step(self.model, self.tx)
+        self.init_rng, run_rng = jax.random.split(jax.random.key(seed))
+
+        def train_step(state: train.TrainState, batch: dict, context) -> tuple:
+            new_models, measurements = step_fn(state.models, batch,
+                                               jax.random.fold_in(run_rng, state.step), context)
+            return train.TrainState(step=state.step + 1, models=new_models), measurements
+
+        self.train_step = jax.jit(train_step, donate_argnums=0)
+        self.init_state = jax.jit(
+            lambda rng: train.TrainState(
+                step=jnp.zeros((), jnp.int32),
+                models={"model": train.init_model_state(self.model, self.tx, rng, IMAGE_SHAPE)}),
+            out_shardings=parallel.replicated())
         rng = np.random.default_rng(seed)
-        # Host arrays, as `fit` gets them from `data.iterate_batches`; each timed step places
+        # Host arrays, as `data.iterate_batches` draws them for `fit`; each timed step places
         # its batch on the mesh, so the host-to-device step is part of the measurement.
         self.batches = [
-            (rng.uniform(size=(batch_size, *IMAGE_SHAPE)).astype(np.float32),
-             rng.integers(0, NUM_CLASSES, size=batch_size).astype(np.int32))
+            {"images": rng.uniform(size=(batch_size, *IMAGE_SHAPE)).astype(np.float32),
+             "labels": rng.integers(0, NUM_CLASSES, size=batch_size).astype(np.int32)}
             for _ in range(NUM_HOST_BATCHES)]
-        self.rng = jax.random.key(seed)
 
     def fresh_state(self) -> train.TrainState:
-        """A newly initialised, replicated train state."""
-        return train.create_train_state(self.model, self.tx, self.rng, IMAGE_SHAPE)
+        """A newly initialised, replicated train state, as `fit` starts from."""
+        return self.init_state(self.init_rng)
 
     def run(self, num_steps: int) -> float:
         """Seconds for `num_steps` steps from a fresh state, waiting for the last one."""
@@ -113,8 +131,8 @@ class JaxTrainer:
         def steps() -> None:
             nonlocal state
             for step in range(num_steps):
-                images, labels = parallel.shard_batch(self.batches[step % NUM_HOST_BATCHES])
-                state, measurements = self.train_step(state, images, labels, self.rng, None)
+                batch = parallel.shard_batch(self.batches[step % NUM_HOST_BATCHES])
+                state, measurements = self.train_step(state, batch, None)
             # The steps are dispatched asynchronously; wait for the last one to finish.
             jax.block_until_ready((state, measurements))
 
@@ -123,6 +141,7 @@ class JaxTrainer:
 
 def torch_images_per_second(batch_size: int, num_steps: int, seed: int, threads: int) -> float:
     """PyTorch training throughput with `threads` threads for this call only."""
+    torch, torch_reference = import_torch(), import_torch_reference()
     previous = torch.get_num_threads()
     try:
         return torch_reference.torch_train_throughput(batch_size, num_steps, seed=seed,
@@ -166,10 +185,11 @@ def report_body(args: argparse.Namespace, command: str, info: dict[str, str],
             "## Supervised training speed: jaxinv vs. eager PyTorch (LeNet-5, CPU)", command,
             info),
         f"LeNet-5 on random 32x32x1 images, 10-class cross-entropy, Adam (lr {LEARNING_RATE:g}). "
-        "jaxinv: `train.make_train_step` (jitted, donated state) with each batch placed by "
-        "`parallel.shard_batch`; PyTorch: `torch_reference.torch_train_throughput` (eager, one "
-        "fixed batch), with all threads and with one, since its multi-threaded speed collapses "
-        "when other processes load the CPU; the ratio is to the faster of the two. Best of "
+        "jaxinv: `train.supervised_step` in `train.fit`'s step wrapper (jitted, donated state) "
+        "with each batch placed by `parallel.shard_batch`; PyTorch: "
+        "`torch_reference.torch_train_throughput` (eager, one fixed batch), with all threads "
+        "and with one, since its multi-threaded speed collapses when other processes load the "
+        "CPU; the ratio is to the faster of the two. Best of "
         f"{args.repeats} interleaved runs in one process; jaxinv compilation excluded.",
         "",
         table,
@@ -181,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args.torch_threads is not None:
-        torch.set_num_threads(args.torch_threads)
+        import_torch().set_num_threads(args.torch_threads)
     info = machine_info()
     command = command_line("benchmarks/bench_train.py", argv)
     print(command, "\n" + machine_markdown(info), flush=True)

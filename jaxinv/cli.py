@@ -102,7 +102,7 @@ def _summary(results: dict, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def run_demo(workdir: str) -> dict:
-    """Both demo variants into `workdir`, and their comparison table."""
+    """Both demo variants into `workdir`, their comparison table, and `results.json`."""
     results = {variant: pipeline.run(
         experiment_configs.load_config(f"demo.py:{variant}"), os.path.join(workdir, variant))
         for variant in ("data_impressions", "class_impressions")}
@@ -114,6 +114,7 @@ def run_demo(workdir: str) -> dict:
          di["distill"]["student_test_accuracy"]),
         (f"student on {ci['num_transfer_images']} Class Impressions",
          ci["distill"]["student_test_accuracy"])]))
+    report.write_json(os.path.join(workdir, "results.json"), results)
     return results
 
 

@@ -155,7 +155,7 @@ def test_bad_config_is_refused_before_the_workdir_exists(tmp_path, data_dir, mon
 
 def test_missing_data_is_refused_before_the_workdir_exists(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXINV_DATA_DIR", str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match="nowhere.*JAXINV_DATA_DIR"):
+    with pytest.raises(FileNotFoundError, match="(?s)nowhere.*set JAXINV_DATA_DIR"):
         train.train_and_evaluate(smoke_config(), str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 
@@ -164,7 +164,7 @@ def test_workdir_of_another_model_is_refused(short_run, data_dir, monkeypatch):
     monkeypatch.setenv("JAXINV_DATA_DIR", data_dir)
     workdir = short_run[0]
     before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
-    with pytest.raises(ValueError, match="model: 'lenet5' -> 'lenet5_half'.*fresh --workdir"):
+    with pytest.raises(ValueError, match="(?s)model: 'lenet5' -> 'lenet5_half'.*fresh --workdir"):
         train.train_and_evaluate(smoke_config(model="lenet5_half"), workdir)
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
 
@@ -302,7 +302,7 @@ def test_fit_refuses_a_checkpoint_of_other_models(digits, tmp_path):
         return {name: train.init_model_state(TinyMLP(hidden=48), TX, rng, (8, 8, 1))
                 for name in PEERS}
 
-    with pytest.raises(ValueError, match="does not fit the current run.*fresh --workdir"):
+    with pytest.raises(ValueError, match="(?s)does not fit the current run.*fresh --workdir"):
         train.fit(init_wider, _mutual_learning_step,
                   {"images": train_set.images, "labels": train_set.labels}, config=FIT_CONFIG,
                   workdir=str(tmp_path), context=CONTEXT)

@@ -45,8 +45,24 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def _with_defaults(config: ml_collections.ConfigDict | dict | None) -> ml_collections.ConfigDict:
+    """:func:`default_config` with the entries of `config` (nested dicts too) set over it.
+
+    Raises:
+      ValueError: `config` names a setting that distillation does not have.
+    """
     merged = default_config()
-    merged.update(dict(config or {}))
+
+    def merge(node: ml_collections.ConfigDict, updates, prefix: str) -> None:
+        for key, value in dict(updates).items():
+            if key not in node:
+                raise ValueError(f"distillation has no setting {prefix}{key!r}; its settings "
+                                 f"are {sorted(node.keys())}.")
+            if isinstance(node[key], ml_collections.ConfigDict):
+                merge(node[key], value, f"{prefix}{key}.")
+            else:
+                node[key] = value
+
+    merge(merged, config or {}, "")
     return merged
 
 
