@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import orbax.checkpoint as ocp
 
-from jaxinv import models, report
+from jaxinv import models, parallel, report
 from jaxinv import workdir as workdir_lib
 
 MODEL_DIR = "model"
@@ -80,8 +80,10 @@ def load_model(path: str) -> tuple[nn.Module, dict, ModelCard]:
     saved = workdir_lib.read_record(card_path)
     card = ModelCard(**{**saved, "image_shape": tuple(saved["image_shape"])})
     module = card.build()
-    abstract = jax.eval_shape(
-        lambda: models.init_variables(module, jax.random.key(0), card.image_shape))
+    # Restored replicated over this machine's devices, whatever devices saved it.
+    abstract = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=parallel.replicated()),
+        jax.eval_shape(lambda: models.init_variables(module, jax.random.key(0), card.image_shape)))
     try:
         with ocp.StandardCheckpointer() as checkpointer:
             variables = checkpointer.restore(os.path.join(directory, "variables"), abstract)

@@ -269,8 +269,11 @@ def test_fit_trains_two_models_in_one_donated_step(digits, tmp_path, monkeypatch
     monkeypatch.setattr(jax, "jit", spying_jit)
     state = _fit_peers(str(tmp_path), train_set)
     monkeypatch.undo()
-    # Every step consumed the state it was given: it was donated, not copied.
-    assert donated == [True] * FIT_CONFIG.num_steps
+    # Every step consumed the state it was given: it was donated, not copied. The exception is
+    # the step right after a checkpoint, whose input Orbax may still be copying to the host.
+    assert len(donated) == FIT_CONFIG.num_steps
+    assert all(donated[step] for step in range(FIT_CONFIG.num_steps)
+               if step % FIT_CONFIG.checkpoint_every), donated
     assert int(state.step) == FIT_CONFIG.num_steps and set(state.models) == {"a", "b"}
     accuracies = {}
     for name, model in PEERS.items():
