@@ -2,6 +2,7 @@
 `fit` runs any multi-model step function, donated and resumable; bad configs are refused
 before anything is written."""
 
+import gc
 import json
 import os
 import subprocess
@@ -199,7 +200,7 @@ class TinyMLP(nn.Module):
 
 PEERS = {"a": TinyMLP(hidden=32), "b": TinyMLP(hidden=16)}
 TX = train.make_optimizer(ml_collections.ConfigDict(dict(
-    name="adam", learning_rate=3e-3, schedule="constant")), 1)
+    name="adam", learning_rate=1e-2, schedule="constant")), 1)
 
 
 def _init_peers(rng):
@@ -232,14 +233,14 @@ def _mutual_learning_step(models_state, batch, rng, context):
     return new_state, measurements
 
 
-FIT_CONFIG = ml_collections.ConfigDict(dict(seed=3, batch_size=64, num_steps=60,
+FIT_CONFIG = ml_collections.ConfigDict(dict(seed=3, batch_size=64, num_steps=80,
                                             checkpoint_every=20, log_every=10))
 CONTEXT = {"peer_weight": jnp.float32(0.5)}
 
 
 @pytest.fixture(scope="module")
 def digits():
-    """The real 8x8 digits (sklearn): 1437 training and 360 test images."""
+    """The real 8x8 digits (sklearn): 1438 training and 359 test images."""
     return data.load_dataset("digits", "train"), data.load_dataset("digits", "test")
 
 
@@ -278,13 +279,13 @@ def test_fit_trains_two_models_in_one_donated_step(digits, tmp_path, monkeypatch
     accuracies = {}
     for name, model in PEERS.items():
         accuracies[name] = train.evaluate(model, state.models[name].variables, test.images,
-                                          test.labels, batch_size=360)["accuracy"]
-    assert min(accuracies.values()) > 70.0, accuracies  # chance is 10 %
+                                          test.labels, batch_size=8 * 45)["accuracy"]
+    assert min(accuracies.values()) > 85.0, accuracies  # chance is 10 %
     logged = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
-    assert [m["step"] for m in logged] == list(range(10, 61, 10))
+    assert [m["step"] for m in logged] == list(range(10, 81, 10))
     assert logged[-1]["loss_a"] < logged[0]["loss_a"] and logged[-1]["loss_b"] < \
         logged[0]["loss_b"]
-    assert logged[-1]["agreement"] > 0.7
+    assert logged[-1]["agreement"] > 0.9  # the peers learn from each other
 
 
 def test_fit_resumes_two_models_bit_identically(digits, tmp_path):
@@ -297,6 +298,8 @@ def test_fit_resumes_two_models_bit_identically(digits, tmp_path):
     chex.assert_trees_all_equal(straight, resumed)
 
 
+# Orbax leaves the coroutines of a failed restore behind; collected here, they are noise.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_fit_refuses_a_checkpoint_of_other_models(digits, tmp_path):
     train_set, _ = digits
     _fit_peers(str(tmp_path), train_set)
@@ -309,10 +312,12 @@ def test_fit_refuses_a_checkpoint_of_other_models(digits, tmp_path):
         train.fit(init_wider, _mutual_learning_step,
                   {"images": train_set.images, "labels": train_set.labels}, config=FIT_CONFIG,
                   workdir=str(tmp_path), context=CONTEXT)
+    gc.collect()
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"batch_size": 2048}, "batch_size = 2048 exceeds the 1437 training examples"),
+    ({"batch_size": 2048},
+     "batch_size = 2048 exceeds the 1438 training examples; use a batch size of at most 1438"),
     ({"num_steps": 0}, "num_steps must be a whole number ≥ 1, got 0"),
     ({"checkpoint_every": -5}, "checkpoint_every must be a whole number ≥ 1"),
 ])
