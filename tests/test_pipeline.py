@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from jaxinv import cli, data, models, pipeline, saved_model
+from jaxinv import cli, data, models, pipeline, report, saved_model, train
 
 SMOKE = "zskd.py:smoke"
 
@@ -39,10 +39,10 @@ def test_smoke_run_reports_teacher_student_and_figures(smoke_run, mnist_teacher)
     """results.json holds the teacher's accuracy and a student, distilled on 160 impressions
     alone, far above chance (10 %) on the real MNIST test set; both figures are drawn."""
     workdir, results, _, _ = smoke_run
-    assert results == pipeline.report.read_json(os.path.join(workdir, "results.json"))
+    assert results == report.read_json(os.path.join(workdir, "results.json"))
     test = data.load_dataset("mnist", "test")
-    expected = pipeline.train.evaluate(mnist_teacher.model, mnist_teacher.variables,
-                                       test.images, test.labels)["accuracy"]
+    expected = train.evaluate(mnist_teacher.model, mnist_teacher.variables, test.images,
+                              test.labels)["accuracy"]
     assert results["teacher_test_accuracy"] == pytest.approx(expected)
     assert results["dataset"] == "mnist" and results["task"] == "distill"
     assert results["method"] == "data_impressions" and results["num_transfer_images"] == 160
@@ -113,7 +113,7 @@ def test_other_distill_settings_reuse_the_same_teacher(smoke_run, session_data_d
     ("synthesis.steps_per_call", 3, "not a multiple of steps_per_call"),
     ("synthesis.learning_rate", -0.05, "learning_rate must be > 0"),
     ("distill.optimizer.learning_rate", -1e-2, "learning_rate must be > 0"),
-    ("synthesis.init_resolution", 64, "init_resolution must be a whole number of pixels in [1, 32]"),
+    ("synthesis.init_resolution", 64, "pixels in [1, 32]"),
     ("synthesis.chunk_size", 0, "chunk_size must be a whole number ≥ 1"),
     ("synthesis.chunk_size", 12, "multiple of the 8 devices"),
     ("distill.batch_size", 60, "distill.batch_size = 60 is not a multiple of the 8 devices"),
@@ -124,15 +124,18 @@ def test_other_distill_settings_reuse_the_same_teacher(smoke_run, session_data_d
     ("teacher.model", "lenet7", "lenet7"),
 ])
 def test_bad_setting_is_refused_before_anything_is_written(key, value, message, smoke_config_of,
-                                                           tmp_path):
-    """Each bad setting raises a ValueError that names it, and the workdir is never created."""
+                                                           teacher_store, tmp_path):
+    """Each bad setting raises a ValueError that names it; neither the workdir nor a teacher in
+    the store is made."""
     config = smoke_config_of(SMOKE)
     cli.apply_override(config, key, repr(value))
     workdir = tmp_path / "run"
+    store = _store_folders(teacher_store)
     with pytest.raises(ValueError) as err:
         pipeline.run(config, str(workdir))
     assert message in str(err.value)
     assert not workdir.exists()
+    assert _store_folders(teacher_store) == store
 
 
 def test_teacher_of_another_dataset_is_refused(smoke_config_of, random_variables, tmp_path):
