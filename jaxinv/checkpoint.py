@@ -12,6 +12,15 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+# What TensorStore says of a file that is truncated or unreadable, as opposed to a checkpoint
+# of another structure.
+_DAMAGE_SIGNS = ("Error reading", "DATA_LOSS", "OUT_OF_RANGE", "is not valid for value of size",
+                 "Unexpected end", "corrupt")
+
+
+def _looks_damaged(err: Exception) -> bool:
+    return any(sign in str(err) for sign in _DAMAGE_SIGNS)
+
 
 class Checkpoints:
     """Numbered checkpoints in one folder, each holding `state` (arrays) and `meta` (JSON)."""
@@ -40,17 +49,22 @@ class Checkpoints:
 
         Raises:
           ValueError: the checkpoint was written for a different structure (another model,
-            another method); the message says which folder to clear.
+            another method), or is damaged; the message says which folder to delete.
         """
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-        except (ValueError, KeyError) as err:
+        except Exception as err:  # TensorStore and Orbax raise many types
+            if isinstance(err, ValueError | KeyError) and not _looks_damaged(err):
+                raise ValueError(
+                    f"The checkpoint at {self.directory}/{step} does not fit the current run "
+                    f"(different model or state layout): {str(err).splitlines()[0][:300]}. Use "
+                    f"a fresh --workdir, or delete {self.directory} to start over.") from err
             raise ValueError(
-                f"The checkpoint at {self.directory}/{step} does not fit the current run "
-                f"(different model or state layout): {str(err).splitlines()[0]}. Use a fresh "
-                f"--workdir, or delete {self.directory} to start over.") from err
+                f"The checkpoint at {self.directory}/{step} is damaged ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200]}). Delete {self.directory}/{step} and rerun "
+                "the same command: it recomputes that step.") from err
         return restored.state, dict(restored.meta)
 
     def wait(self) -> None:

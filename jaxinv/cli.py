@@ -21,6 +21,7 @@ import ml_collections
 
 import jaxinv
 from jaxinv import experiment_configs, pipeline, report, train
+from jaxinv import workdir as workdir_lib
 
 
 def _split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -131,8 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         config = experiment_configs.load_config(args.config)
         for key, value in overrides:
             apply_override(config, key, value)
-        run = train.train_and_evaluate if args.command == "train" else pipeline.run
-        results = run(config, args.workdir)
+        if args.command == "train":
+            train.check_train_config(config)
+            with workdir_lib.locked(args.workdir):
+                results = train.train_and_evaluate(config, args.workdir)
+        else:
+            results = pipeline.run(config, args.workdir)
     except KeyboardInterrupt:
         print(f"\njaxinv: interrupted; rerun the same command to resume {args.workdir}.",
               file=sys.stderr)

@@ -394,6 +394,11 @@ def _read_npz(path: str, split: str, spec: _FileSpec) -> tuple[np.ndarray, np.nd
     # A truncated or foreign file shows up as a zip, zlib or header error, and a pickled
     # payload as a ValueError because allow_pickle=False.
     unreadable = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error)
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if not (magic.startswith(b"PK") or magic == b"\x93NUMPY"):
+        raise ValueError(f"{path} is not a valid .npz file (it is not a zip archive); "
+                         f"{expected}.")
     try:
         npz = np.load(path, allow_pickle=False)
     except unreadable as err:

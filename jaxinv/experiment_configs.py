@@ -1,19 +1,21 @@
 """The experiment configs shipped with jaxinv, found from any directory.
 
-`jaxinv run zskd.py:mnist` resolves a bare file name in the bundled `experiments/configs/`
-(installed with the package as `jaxinv/experiments/configs`, or read from the repository).
+`jaxinv run zskd.py:mnist` resolves a bare file name in the bundled `experiments/configs/`:
+the repository's (a source checkout or an editable install) or the copy a `pip install`
+puts in `<prefix>/share/jaxinv/experiments/configs`.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 import ml_collections
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-_CANDIDATES = (os.path.join(_PACKAGE_DIR, "experiments", "configs"),
-               os.path.join(os.path.dirname(_PACKAGE_DIR), "experiments", "configs"))
+_CANDIDATES = (os.path.join(os.path.dirname(_PACKAGE_DIR), "experiments", "configs"),
+               os.path.join(sys.prefix, "share", "jaxinv", "experiments", "configs"))
 
 
 def bundled_dir() -> str:

@@ -85,8 +85,9 @@ def obtain_teacher(config: ml_collections.ConfigDict) -> tuple[Teacher, str]:
     if not path:
         training_config = teacher_training_config(config)
         path = teacher_store_path(training_config)
-        if not saved_model.is_saved_model(path):
-            train.train_and_evaluate(training_config, path, desc="teacher")
+        with workdir_lib.locked(path, wait=True):  # one process trains, the others wait
+            if not saved_model.is_saved_model(path):
+                train.train_and_evaluate(training_config, path, desc="teacher")
     teacher = load_teacher(path)
     check_teacher_fits(teacher, config, path)
     return teacher, path
@@ -98,7 +99,21 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     Raises:
       ValueError, FileNotFoundError: what is wrong and how to fix the command.
     """
-    data.check_dataset_name(config.get("dataset", ""))
+    missing = [key for key in ("dataset", "synthesis", "task") if key not in config]
+    if not (config.get("teacher") or config.get("teacher_workdir")):
+        missing.append("teacher (or teacher_workdir)")
+    if missing:
+        raise ValueError(f"This is not a pipeline config: it lacks {', '.join(missing)}. "
+                         "`jaxinv run` runs pipeline configs (e.g. zskd.py:mnist); a config "
+                         "that trains one classifier (teacher.py) runs with `jaxinv train`.")
+    if config.get("tuned_for") and config.tuned_for != config.dataset:
+        raise ValueError(
+            f"This config's settings (sizes, priors, teacher recipe) were chosen for "
+            f"{config.tuned_for}, but dataset={config.dataset}. Use the config's {config.dataset} "
+            f"variant if it has one (e.g. zskd.py:{config.dataset}), or pass "
+            f"--config.tuned_for={config.dataset} to run these settings on {config.dataset} "
+            "as they are.")
+    data.check_dataset_name(config.dataset)
     image_shape = data.image_shape(config.dataset, config.get("image_size"))
     num_classes = data.num_classes(config.dataset)
     task = tasks.get_task_module(config.get("task", ""))
@@ -110,8 +125,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     else:
         train.check_train_config(teacher_training_config(config))
         models.get_model(config.teacher.model)
-    synthesis.check_config(config.synthesis, image_shape, num_classes)
-    task.check_config(config)
+    num_examples = synthesis.check_config(config.synthesis, image_shape, num_classes)
+    task.check_config(config, num_examples)
 
 
 def _paper_figures(config: ml_collections.ConfigDict) -> dict:
@@ -129,8 +144,17 @@ def _timed(seconds: dict, stage: str):
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """The whole pipeline into `workdir`; returns (and writes) `results.json`."""
+    """The whole pipeline into `workdir`; returns (and writes) `results.json`.
+
+    The config is validated before anything is written, and the workdir is locked against a
+    second process for the whole run.
+    """
     check_config(config)
+    with workdir_lib.locked(workdir):
+        return _run_stages(config, workdir)
+
+
+def _run_stages(config: ml_collections.ConfigDict, workdir: str) -> dict:
     results_path = os.path.join(workdir, "results.json")
     if workdir_lib.open_workdir(workdir, config) and os.path.exists(results_path):
         return report.read_json(results_path)  # a finished run is final; keep its timings

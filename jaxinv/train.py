@@ -290,8 +290,17 @@ def fit(init_fn: Callable[[jax.Array], dict[str, ModelState]], step_fn: StepFn,
     return state
 
 
+TRAIN_CONFIG_KEYS = ("dataset", "model", "num_classes", "seed", "batch_size", "num_steps",
+                     "checkpoint_every", "log_every", "eval_batch_size", "optimizer")
+
+
 def check_train_config(config: ml_collections.ConfigDict) -> None:
     """Refuses a supervised-training config that cannot run, before anything is written."""
+    missing = [key for key in TRAIN_CONFIG_KEYS if key not in config]
+    if missing:
+        raise ValueError(f"This is not a `jaxinv train` config: it lacks {', '.join(missing)}. "
+                         "`jaxinv train` trains one classifier (e.g. teacher.py:mnist); "
+                         "pipeline configs such as zskd.py run with `jaxinv run`.")
     data.check_dataset_name(config.dataset)
     model = models.get_model(config.model, num_classes=config.num_classes)
     check_input_shape(model, data.image_shape(config.dataset, config.get("image_size")))

@@ -7,8 +7,11 @@ the one place where jaxinv decides whether a folder may be resumed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from jaxinv import report
@@ -46,13 +49,15 @@ def read_record(path: str) -> dict:
                          "which writes it again.") from err
 
 
-def check_record(path: str, record: dict, *, what: str) -> bool:
+def check_record(path: str, record: dict, *, what: str, replaceable: bool = False) -> bool:
     """Writes `record` to `path`, or checks that the one there equals it.
 
     Args:
       path: the JSON file, e.g. `workdir/config.json`.
       record: JSON-serialisable description of the run (its config, its inputs' fingerprints).
       what: what the folder holds, for the message ("a run", "synthesis chunks").
+      replaceable: the folder holds no finished work yet (a failed start), so a record of
+        another config is replaced instead of refused.
 
     Returns:
       True when `path` already held this record (the caller resumes), False when written now.
@@ -62,7 +67,7 @@ def check_record(path: str, record: dict, *, what: str) -> bool:
     """
     record = {**report.to_jsonable(record), _FORMAT_KEY: FORMAT}
     folder = os.path.dirname(path) or "."
-    if not os.path.exists(path):
+    if not os.path.exists(path) or replaceable:
         report.write_json(path, record)
         return False
     saved = read_record(path)
@@ -81,8 +86,54 @@ def check_record(path: str, record: dict, *, what: str) -> bool:
 def open_workdir(workdir: str, config) -> bool:
     """Creates `workdir` with `config.json`, or checks that an existing one holds `config`.
 
+    A workdir holding nothing but its config and empty folders (a start that failed before any
+    stage wrote a file) takes the new config, so a corrected command is never refused.
+
     Returns:
       True when the workdir already held this run (the caller resumes), False when new.
     """
     os.makedirs(workdir, exist_ok=True)
-    return check_record(os.path.join(workdir, CONFIG_FILE), config.to_dict(), what="a run")
+    return check_record(os.path.join(workdir, CONFIG_FILE), config.to_dict(), what="a run",
+                        replaceable=not holds_work(workdir, CONFIG_FILE))
+
+
+def holds_work(folder: str, record_file: str) -> bool:
+    """True when `folder` holds a file other than its record and lock: finished work."""
+    for root, _, files in os.walk(folder):
+        if any(root != folder or name not in (record_file, LOCK_FILE) for name in files):
+            return True
+    return False
+
+
+LOCK_FILE = ".jaxinv.lock"
+
+
+@contextlib.contextmanager
+def locked(workdir: str, *, wait: bool = False) -> Iterator[None]:
+    """Holds an advisory lock on `workdir` for one process.
+
+    Args:
+      wait: wait for another holder to finish (a shared teacher being trained) instead of
+        refusing at once.
+
+    Raises:
+      ValueError: another process holds the lock and `wait` is False; names its pid.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, LOCK_FILE)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise ValueError(f"{workdir} is in use by another jaxinv process (pid {holder}); "
+                             "wait for it to finish, or stop it, then rerun.") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

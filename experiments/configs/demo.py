@@ -21,6 +21,7 @@ def get_config(arg: str = "data_impressions") -> ml_collections.ConfigDict:
     data_impressions = arg == "data_impressions"
     config = ml_collections.ConfigDict()
     config.dataset = "digits"
+    config.tuned_for = "digits"
     config.image_size = 8
     config.teacher = ml_collections.ConfigDict(dict(
         model="digits_cnn", train_limit=None, seed=0, batch_size=64, num_steps=600,

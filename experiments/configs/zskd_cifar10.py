@@ -42,6 +42,7 @@ def get_config(arg: str = "alexnet") -> ml_collections.ConfigDict:
     teacher_model, student, teacher_lr, teacher_batch, paper = _SETUPS[name]
     config = ml_collections.ConfigDict()
     config.dataset = "cifar10"
+    config.tuned_for = "cifar10"
     config.image_size = 32
     config.teacher_workdir = ""
     config.paper = {"dataset": "cifar10", **paper}

@@ -9,7 +9,9 @@ evaluators, so adding a method is adding one file. It defines
       the method, its per-example inputs (a dict of arrays with leading axis N, with "targets"
       (N, K)) and per-example metadata to keep in the TransferSet;
   smoke_config() -> ConfigDict
-      a block that runs in seconds, which the shared contract test runs every method with.
+      a block that runs in seconds, which the shared contract test runs every method with;
+  num_examples(config, num_classes) -> int
+      how many examples the block makes, so that tasks can check their sizes before any work.
 
 `config` is the run's `synthesis` block: `method` (the module's name), `seed`, `chunk_size` and
 `steps_per_call` (examples per compiled chunk, steps per call) or `checkpoint_every` (rounds
@@ -35,6 +37,7 @@ from jaxinv.synthesis.transfer_set import TransferSet
 from jaxinv.teacher import Teacher
 
 TRANSFER_SET_FILE = "transfer_set.npz"
+RECORD_FILE = "synthesis.json"
 _NOT_METHODS = {"engine", "rounds", "method", "transfer_set", "dirichlet"}
 
 
@@ -103,8 +106,9 @@ def synthesize(method: SynthesisMethod, teacher: Teacher, inputs: dict[str, np.n
               "num_examples": num_examples,
               "inputs": {k: fingerprint(v) for k, v in sorted(inputs.items())}}
     os.makedirs(workdir, exist_ok=True)
-    workdir_lib.check_record(os.path.join(workdir, "synthesis.json"), record,
-                             what="a synthesis run")
+    workdir_lib.check_record(os.path.join(workdir, RECORD_FILE), record,
+                             what="a synthesis run",
+                             replaceable=not workdir_lib.holds_work(workdir, RECORD_FILE))
     final_path = os.path.join(workdir, TRANSFER_SET_FILE)
     if os.path.exists(final_path):
         return TransferSet.load(final_path)
@@ -123,8 +127,12 @@ def synthesize(method: SynthesisMethod, teacher: Teacher, inputs: dict[str, np.n
 
 
 def check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
-                 num_classes: int) -> None:
-    """Everything about a `synthesis` block that can be checked before a teacher exists."""
+                 num_classes: int) -> int:
+    """Everything about a `synthesis` block that can be checked before a teacher exists.
+
+    Returns:
+      The number of examples the block makes.
+    """
     module = get_method_module(config.get("method", ""))
     seed = config.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
@@ -143,6 +151,7 @@ def check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, int,
     if isinstance(num_steps, int) and steps_per_call and num_steps % steps_per_call:
         raise ValueError(f"synthesis.num_steps {num_steps} is not a multiple of steps_per_call "
                          f"{steps_per_call}; choose a divisor of {num_steps}.")
+    return module.num_examples(config, num_classes)
 
 
 def synthesize_from_config(teacher: Teacher, config: ml_collections.ConfigDict,

@@ -150,6 +150,11 @@ def check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, int,
         dirichlet.check_betas(tuple(config.betas), config.num_per_class)
 
 
+def num_examples(config: ml_collections.ConfigDict, num_classes: int) -> int:
+    """num_per_class impressions of every class."""
+    return config.num_per_class * num_classes
+
+
 def build(teacher: Teacher, config: ml_collections.ConfigDict
           ) -> tuple[SynthesisMethod, dict, dict]:
     """The method, inputs {"targets"} and metadata {"class", "beta"} of a `synthesis` block."""

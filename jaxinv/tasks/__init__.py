@@ -2,8 +2,9 @@
 
 A task module `jaxinv/tasks/<name>.py` defines
 
-  check_config(config) -> None
-      raises ValueError for settings it cannot run, before anything is trained or written;
+  check_config(config, num_examples) -> None
+      raises ValueError for settings it cannot run on a TransferSet of `num_examples`, before
+      anything is trained or written;
   run(config, teacher, transfer_set, workdir) -> dict
       does the work in `workdir` (resuming what an earlier run finished) and returns the
       figures to report.

@@ -173,8 +173,8 @@ def seed_spread(seeds, accuracies: list[float]) -> dict:
             "min": float(values.min()), "max": float(values.max())}
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-    """Refuses a `distill` block that cannot run, before anything is written."""
+def check_config(config: ml_collections.ConfigDict, num_examples: int | None = None) -> None:
+    """Refuses a `distill` block that cannot run on `num_examples` transfer images."""
     block = config.distill
     image_shape = data.image_shape(config.dataset, config.get("image_size"))
     student = models.get_model(block.student, num_classes=data.num_classes(config.dataset))
@@ -189,7 +189,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     unknown = sorted(set(block.references) - set(REFERENCES))
     if unknown:
         raise ValueError(f"distill.references {unknown} are unknown; choose from {REFERENCES}.")
-    train.check_fit_config(block, where="distill.")
+    train.check_fit_config(block, num_examples, "distill.")
     augment.from_config(block.augment)
 
 

@@ -37,7 +37,7 @@ def _classes(transfer_set: TransferSet) -> np.ndarray:
     return transfer_set.metadata.get("class", transfer_set.logits.argmax(-1))
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
+def check_config(config: ml_collections.ConfigDict, num_examples: int | None = None) -> None:
     """Refuses percentages, a baseline or distillation settings that cannot run."""
     block = config.transfer_size
     if not block.percentages or any(not 0 < p <= 100 for p in block.percentages):
@@ -46,7 +46,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     synthesis.check_config(block.baseline,
                            data.image_shape(config.dataset, config.get("image_size")),
                            data.num_classes(config.dataset))
-    distill.check_config(config)
+    distill.check_config(config, num_examples)
 
 
 def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: TransferSet,
