@@ -106,6 +106,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"This is not a pipeline config: it lacks {', '.join(missing)}. "
                          "`jaxinv run` runs pipeline configs (e.g. zskd.py:mnist); a config "
                          "that trains one classifier (teacher.py) runs with `jaxinv train`.")
+    data.check_dataset_name(config.dataset)
     if config.get("tuned_for") and config.tuned_for != config.dataset:
         raise ValueError(
             f"This config's settings (sizes, priors, teacher recipe) were chosen for "
@@ -113,7 +114,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             f"variant if it has one (e.g. zskd.py:{config.dataset}), or pass "
             f"--config.tuned_for={config.dataset} to run these settings on {config.dataset} "
             "as they are.")
-    data.check_dataset_name(config.dataset)
     image_shape = data.image_shape(config.dataset, config.get("image_size"))
     num_classes = data.num_classes(config.dataset)
     task = tasks.get_task_module(config.get("task", ""))

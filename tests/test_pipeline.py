@@ -157,7 +157,7 @@ def test_teacher_of_another_dataset_is_refused(smoke_config_of, random_variables
     assert "--config.dataset=usps" in str(err.value)
     assert not workdir.exists()
     # The same teacher fits a run on its own dataset.
-    config.dataset = "usps"
+    config.dataset = config.tuned_for = "usps"
     pipeline.check_config(config)
 
 
