@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(report.markdown_table(["result", "value"], _summary(results)))
     print(f"\nresults: {os.path.join(args.workdir, 'results.json')}")
+    if os.path.isdir(os.path.join(args.workdir, "figures")):
+        print(f"figures: {os.path.join(args.workdir, 'figures')}")
     return 0
 
 

@@ -73,8 +73,13 @@ def load_model(path: str) -> tuple[nn.Module, dict, ModelCard]:
     directory = os.path.abspath(model_dir(path))
     card_path = os.path.join(directory, CARD_FILE)
     if not os.path.exists(card_path):
+        results_path = os.path.join(path, "results.json")
+        teacher = (workdir_lib.read_record(results_path).get("teacher")
+                   if os.path.exists(results_path) else None)
+        hint = (f" It is a pipeline run; the teacher it used is at {teacher}." if teacher
+                else "")
         raise FileNotFoundError(
-            f"No trained model at {path} (no {MODEL_DIR}/{CARD_FILE}). Train one with "
+            f"No trained model at {path} (no {MODEL_DIR}/{CARD_FILE}).{hint} Train one with "
             "`jaxinv train <config> --workdir DIR` and pass that DIR; a run that did not finish "
             "resumes when its command is rerun.")
     saved = workdir_lib.read_record(card_path)

@@ -164,3 +164,13 @@ def test_an_installed_wheel_carries_the_bundled_configs(tmp_path):
         capture_output=True, text=True, check=True, cwd=tmp_path, timeout=300).stdout.split()
     assert found == [str(tmp_path / "venv" / "share" / "jaxinv" / "experiments" / "configs"
                          / "zskd.py"), "mnist"]
+
+
+def test_a_pipeline_run_given_as_teacher_workdir_points_to_its_teacher(smoke_config_of, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text('{"teacher": "runs/teachers/mnist_lenet5_x"}')
+    config = smoke_config_of("zskd.py:smoke")
+    config.teacher_workdir = str(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="pipeline run; the teacher it used is at "
+                                                "runs/teachers/mnist_lenet5_x"):
+        pipeline.check_config(config)
