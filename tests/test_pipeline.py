@@ -7,14 +7,16 @@ import os
 import pytest
 
 from jaxinv import cli, data, models, pipeline, report, saved_model, train
+from jaxinv import workdir as workdir_lib
 
 SMOKE = "zskd.py:smoke"
 
 
 def _tree(folder: str) -> dict[str, int]:
-    """Every file under `folder` with its modification time."""
+    """Every file under `folder` with its modification time, but the lock a run takes."""
     return {os.path.join(root, name): os.stat(os.path.join(root, name)).st_mtime_ns
-            for root, _, names in os.walk(folder) for name in names}
+            for root, _, names in os.walk(folder) for name in names
+            if name != workdir_lib.LOCK_FILE}
 
 
 def _store_folders(store: str) -> set[str]:
