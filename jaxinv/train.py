@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,7 +30,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from jaxinv import augment, checkpoint, data, losses, models, parallel, report
+from jaxinv import augment, checkpoint, data, losses, models, parallel, report, saved_model
+from jaxinv import workdir as workdir_lib
 
 _SYNC_EVERY = 20
 NO_AUGMENT = augment.AugmentConfig()
@@ -318,11 +320,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     model in `model/` (variables and what it was trained on, see `jaxinv.saved_model`) and
     `results.json` (test accuracy %, wall time, images/s) into `workdir`.
     """
-    import time
-
-    from jaxinv import saved_model
-    from jaxinv import workdir as workdir_lib
-
     check_train_config(config)
     model = models.get_model(config.model, num_classes=config.num_classes)
     train_set = data.load_dataset(config.dataset, "train", image_size=config.get("image_size"),
