@@ -27,7 +27,7 @@ import time
 import ml_collections
 import numpy as np
 
-from jaxinv import data, figures, models, report, saved_model, synthesis, tasks, train
+from jaxinv import data, figures, report, saved_model, synthesis, tasks, train
 from jaxinv import workdir as workdir_lib
 from jaxinv.teacher import Teacher, load_teacher
 
@@ -124,7 +124,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         check_teacher_fits(load_teacher(config.teacher_workdir), config, config.teacher_workdir)
     else:
         train.check_train_config(teacher_training_config(config))
-        models.get_model(config.teacher.model)
     num_examples = synthesis.check_config(config.synthesis, image_shape, num_classes)
     task.check_config(config, num_examples)
 
