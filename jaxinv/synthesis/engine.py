@@ -118,8 +118,6 @@ def run_chunks(method: SynthesisMethod, teacher: Teacher, inputs: dict[str, np.n
     plan = ChunkPlan(num_examples, chunk_size)
     teacher_variables = parallel.replicate(teacher.variables)
     seed_rng = jax.random.key(seed)
-    # Chunks finished by this process stay in host memory, so only resumed ones are read back.
-    finished: dict[int, dict[str, np.ndarray]] = {}
     with checkpoint.Checkpoints(os.path.join(workdir, "chunks"), max_to_keep=None) as ckpts:
         done = set(ckpts.all_steps())
         todo = [c for c in range(plan.num_chunks) if c not in done]
@@ -141,15 +139,14 @@ def run_chunks(method: SynthesisMethod, teacher: Teacher, inputs: dict[str, np.n
                                      loss=f"{losses[-1]:.4g}")
             outputs = _finish_chunk(method, teacher, teacher_variables, state)
             ckpts.save(chunk, outputs, meta={"chunk": chunk, "final_loss": float(losses[-1])})
-            finished[chunk] = {k: np.asarray(v) for k, v in outputs.items()}
         progress.close()
         ckpts.wait()
-        like = None
-        if len(finished) < plan.num_chunks:  # restore template for chunks made earlier
-            like = _outputs_like(method, teacher, inputs, chunk_size)
+        # Every chunk is read back from disk, so that the host holds one chunk at a time while
+        # synthesising, whatever the number of examples.
+        like = _outputs_like(method, teacher, inputs, chunk_size)
         parts = {"images": [], "logits": [], "chunk": []}
         for chunk in range(plan.num_chunks):
-            arrays = finished[chunk] if chunk in finished else ckpts.restore(chunk, like)[0]
+            arrays = ckpts.restore(chunk, like)[0]
             start, stop = plan.bounds(chunk)
             parts["images"].append(np.asarray(arrays["images"])[:stop - start])
             parts["logits"].append(np.asarray(arrays["logits"])[:stop - start])
