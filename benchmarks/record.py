@@ -129,9 +129,12 @@ def headline() -> str:
             rows.append((f"demo (digits, not in the paper): {label}", "—", _fmt(value),
                          f"`{demo['command']}`", demo["date"]))
     return ("## Data Impressions (Nayak et al., TPAMI 2021): test accuracy (%)\n\n"
-            "Each figure is a final model on the real test set; settings were chosen without "
-            "looking at it. The configs are sized for 2 CPU cores (200 synthesis steps instead "
-            "of the paper's 1500, 10,000 distillation steps); see each config's docstring.\n\n"
+            "Each figure is a final model on the real test set. The configs are sized for 2 CPU "
+            "cores (200 synthesis steps instead of the paper's 1500, 10,000 distillation steps); "
+            "see each config's docstring. Their departures from the paper (the pixel prior, "
+            "8x8 starting noise, the distillation length) were chosen by jaxinv 0.1 on test "
+            "accuracy, with no validation split held out (benchmarks/APPENDIX.md): choosing "
+            "them again on a validation split is still to do.\n\n"
             + report.markdown_table(["experiment", "paper", "jaxinv", "command", "date"], rows))
 
 

@@ -30,8 +30,9 @@ _PAPER = {
 # a dataset the paper does not use gets 40 % of its training set, MNIST's fraction.
 _NUM_PER_CLASS = {"mnist": 2400, "fashion_mnist": 4800, "usps": 290}
 # λ of the squared-L2 pixel prior, not in the paper: it keeps impressions dark like the images
-# the teacher saw (chosen in the impressions ablation, BENCHMARKS.md appendix). A dataset
-# without a chosen λ gets the paper's objective, λ = 0.
+# the teacher saw. It, the 8x8 starting noise and the 10,000 distillation steps were chosen on
+# test accuracy (benchmarks/APPENDIX.md; no validation split was held out), to be chosen again
+# on one. A dataset without a chosen λ gets the paper's objective, λ = 0.
 _PIXEL_L2 = {"mnist": 1e-3, "fashion_mnist": 3e-4}
 # The teacher recipe of each dataset in teacher.py (MNIST's is trained without augmentation).
 _TEACHER = {"mnist": "mnist_plain", "fashion_mnist": "fashion_mnist", "usps": "usps"}
