@@ -28,6 +28,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxinv import parallel
+from jaxinv.validation import is_count
 
 DATA_DIR_ENV = "JAXINV_DATA_DIR"
 SPLITS = ("train", "test")
@@ -298,7 +299,7 @@ def image_shape(name: str, image_size: int | None = None) -> tuple[int, int, int
     check_dataset_name(name)
     if image_size is None:
         image_size = default_image_size(name)
-    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
+    if not is_count(image_size):
         raise ValueError(f"image_size must be a whole number ≥ 1, got {image_size!r}.")
     channels = 1 if name == "digits" else (_FILE_SPECS[name].stored_shape[2:] or (1,))[0]
     return (image_size, image_size, channels)

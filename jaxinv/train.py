@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from jaxinv import augment, checkpoint, data, losses, models, parallel, report, saved_model
 from jaxinv import workdir as workdir_lib
+from jaxinv.validation import is_count
 
 _SYNC_EVERY = 20
 NO_AUGMENT = augment.AugmentConfig()
@@ -221,7 +222,7 @@ def _check_fit_sizes(config: ml_collections.ConfigDict, num_examples: int | None
                      where: str = "") -> None:
     for key in ("batch_size", "num_steps", "checkpoint_every", "log_every"):
         value = config[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not is_count(value):
             raise ValueError(f"{where}{key} must be a whole number ≥ 1, got {value!r}.")
     parallel.check_divisible(config.batch_size, f"{where}batch_size")
     if num_examples is not None and config.batch_size > num_examples:

@@ -35,6 +35,7 @@ from jaxinv.synthesis import engine, rounds
 from jaxinv.synthesis.method import SynthesisMethod
 from jaxinv.synthesis.transfer_set import TransferSet
 from jaxinv.teacher import Teacher
+from jaxinv.validation import is_count
 
 TRANSFER_SET_FILE = "transfer_set.npz"
 RECORD_FILE = "synthesis.json"
@@ -135,14 +136,13 @@ def check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, int,
     """
     module = get_method_module(config.get("method", ""))
     seed = config.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+    if not is_count(seed, minimum=0):
         raise ValueError(f"synthesis.seed must be a whole number ≥ 0, got {seed!r}.")
     module.check_config(config, image_shape, num_classes)
     # The engines' sizes, so that a bad one is refused before the run's workdir is made.
     for key in ("chunk_size", "steps_per_call", "checkpoint_every"):
         value = config.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                  or value < 1):
+        if value is not None and not is_count(value):
             raise ValueError(f"synthesis.{key} must be a whole number ≥ 1 (or None for the "
                              f"default), got {value!r}.")
     if config.get("chunk_size"):

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from jaxinv import checkpoint, parallel, report
 from jaxinv.synthesis.method import SynthesisMethod
 from jaxinv.teacher import Teacher
+from jaxinv.validation import is_count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +41,7 @@ class ChunkPlan:
 
 def check_chunking(method: SynthesisMethod, chunk_size: int, steps_per_call: int) -> None:
     """Raises a clear error when chunks cannot be split over devices and groups."""
-    if not isinstance(chunk_size, int) or chunk_size < 1:
+    if not is_count(chunk_size):
         raise ValueError(f"chunk_size must be a whole number ≥ 1, got {chunk_size!r}.")
     if chunk_size % method.group_size:
         raise ValueError(f"chunk_size {chunk_size} is not a multiple of the group size "
@@ -49,7 +50,7 @@ def check_chunking(method: SynthesisMethod, chunk_size: int, steps_per_call: int
     # Each device must hold whole groups: group statistics are never split across devices.
     parallel.check_divisible(chunk_size // method.group_size,
                              f"chunk_size / group_size ({chunk_size} / {method.group_size})")
-    if not isinstance(steps_per_call, int) or steps_per_call < 1:
+    if not is_count(steps_per_call):
         raise ValueError(f"steps_per_call must be a whole number ≥ 1, got {steps_per_call!r}.")
     if method.num_steps % steps_per_call:
         raise ValueError(f"num_steps {method.num_steps} is not a multiple of steps_per_call "

@@ -26,6 +26,7 @@ from jaxinv import losses
 from jaxinv.synthesis import dirichlet
 from jaxinv.synthesis.method import SynthesisMethod, grouped_pixel_step, pixels
 from jaxinv.teacher import Teacher
+from jaxinv.validation import is_count
 
 SCHEDULES = ("linear", "cosine", "constant")
 KINDS = ("dirichlet", "one_hot")
@@ -46,9 +47,8 @@ def impressions_schedule(learning_rate: float, num_steps: int, schedule: str) ->
 
 def _check_init_resolution(init_resolution, image_shape) -> None:
     height, width, _ = image_shape
-    if init_resolution is not None and (
-            not isinstance(init_resolution, int) or isinstance(init_resolution, bool)
-            or not 1 <= init_resolution <= min(height, width)):
+    if init_resolution is not None and not (is_count(init_resolution)
+                                            and init_resolution <= min(height, width)):
         raise ValueError(f"init_resolution must be a whole number of pixels in [1, "
                          f"{min(height, width)}] (the teacher takes {height}x{width} images), "
                          f"got {init_resolution!r}; None starts from pixel-wise noise.")
@@ -137,7 +137,7 @@ def check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, int,
         raise ValueError(f"synthesis.kind must be one of {KINDS}, got {config.kind!r}.")
     for key in ("num_steps", "num_per_class"):
         value = config[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not is_count(value):
             raise ValueError(f"synthesis.{key} must be a whole number ≥ 1, got {value!r}.")
     if not config.temperature > 0:
         raise ValueError(f"synthesis.temperature τ must be > 0, got {config.temperature}; the "
@@ -176,9 +176,9 @@ def describe(teacher: Teacher, transfer_set, test, figures_dir: str) -> dict:
         transfer_set.targets.argmax(-1) == transfer_set.metadata["class"]))}
     if transfer_set.method != "data_impressions":
         return results
-    features = np.concatenate([
-        np.asarray(jax.jit(teacher.features)(test.images[i:i + 1000]))
-        for i in range(0, len(test.images), 1000)])
+    features_fn = jax.jit(teacher.features)
+    features = np.concatenate([np.asarray(features_fn(test.images[i:i + 1000]))
+                               for i in range(0, len(test.images), 1000)])
     measured = dirichlet.feature_class_similarity(features, test.labels, teacher.num_classes)
     from_weights = np.asarray(dirichlet.class_similarity(teacher.head("Data Impressions")[0]))
     results["similarity_check"] = {

@@ -26,6 +26,7 @@ import optax
 from jax.sharding import PartitionSpec
 
 from jaxinv import parallel
+from jaxinv.validation import is_count
 
 # Examples per vmapped gradient micro-batch on CPU: LeNet-5 activations of 64 images stay in
 # cache, so throughput stays flat from chunks of 32 to 2,400 (BENCHMARKS.md, synthesis scaling)
@@ -107,8 +108,7 @@ def grouped_pixel_step(init_params: Callable[[jax.Array, dict], Any],
       `(init, step)` for a :class:`SynthesisMethod`, whose `images` is then
       `lambda state: render(state["params"])`.
     """
-    if micro_batch is not None and (not isinstance(micro_batch, int)
-                                    or isinstance(micro_batch, bool) or micro_batch < 1):
+    if micro_batch is not None and not is_count(micro_batch):
         raise ValueError(f"micro_batch must be ≥ 1, got {micro_batch!r}; None picks "
                          "the default for the backend.")
     if micro_batch is None:

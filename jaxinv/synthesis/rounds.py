@@ -21,6 +21,7 @@ from jaxinv import checkpoint, parallel, report
 from jaxinv.synthesis.engine import check_finite
 from jaxinv.synthesis.method import SynthesisMethod
 from jaxinv.teacher import Teacher
+from jaxinv.validation import is_count
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -46,7 +47,7 @@ def run_rounds(method: SynthesisMethod, teacher: Teacher, inputs: dict[str, np.n
     Returns:
       {"images" (N, H, W, C) from `method.images` of the final state, "logits" (N, K)}.
     """
-    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+    if not is_count(checkpoint_every):
         raise ValueError(f"checkpoint_every must be a whole number ≥ 1, got {checkpoint_every!r}.")
     teacher_variables = parallel.replicate(teacher.variables)
     init_rng, run_rng = jax.random.split(jax.random.key(seed))
@@ -70,7 +71,8 @@ def run_rounds(method: SynthesisMethod, teacher: Teacher, inputs: dict[str, np.n
                 ckpts.save(done, state, meta={"round": done})
         ckpts.wait()
     images = np.asarray(_images(method, state))
-    logits = np.concatenate([np.asarray(jax.jit(teacher.logits)(images[i:i + eval_batch_size],
-                                                                teacher.variables))
+    logits_fn = jax.jit(teacher.logits)
+    logits = np.concatenate([np.asarray(logits_fn(images[i:i + eval_batch_size],
+                                                  teacher.variables))
                              for i in range(0, len(images), eval_batch_size)])
     return {"images": images, "logits": logits}

@@ -29,6 +29,7 @@ import numpy as np
 from jaxinv import augment, data, models, report, train
 from jaxinv.synthesis.transfer_set import TransferSet
 from jaxinv.teacher import Teacher
+from jaxinv.validation import is_count
 
 REFERENCES = ("kd", "ce")
 
@@ -183,7 +184,7 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
         raise ValueError(f"distill.temperature τ must be > 0, got {block.temperature}; the "
                          "paper uses 20.")
     num_seeds = block.num_seeds
-    if not isinstance(num_seeds, int) or isinstance(num_seeds, bool) or num_seeds < 1:
+    if not is_count(num_seeds):
         raise ValueError(f"distill.num_seeds must be a whole number ≥ 1 (students distilled "
                          f"with seeds distill.seed, distill.seed + 1, ...), got {num_seeds!r}.")
     unknown = sorted(set(block.references) - set(REFERENCES))
