@@ -23,7 +23,8 @@ _SIBLING_DATA_DIR = REPO.parent / "shared" / "data"
 def _data_dir_or_skip() -> str:
     path = os.environ.get("JAXINV_DATA_DIR")
     if path:
-        return path
+        # Absolute, so tests that change directory still find it (CI passes ../shared/data).
+        return os.path.abspath(path)
     if _SIBLING_DATA_DIR.is_dir():
         return str(_SIBLING_DATA_DIR)
     pytest.skip("real datasets not found: set JAXINV_DATA_DIR to the folder holding mnist.npz "
