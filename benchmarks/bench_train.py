@@ -175,7 +175,8 @@ class JaxTrainer:
 
         def train_step(state: train.TrainState, batch: dict, context) -> tuple:
             new_models, measurements = step_fn(state.models, batch,
-                                               jax.random.fold_in(run_rng, state.step), context)
+                                               jax.random.fold_in(run_rng, state.step), context,
+                                               state.step)
             return train.TrainState(step=state.step + 1, models=new_models), measurements
 
         self.train_step = jax.jit(train_step, donate_argnums=0)

@@ -68,13 +68,14 @@ def transfer_set_grid(transfer_set, class_names: Sequence[str], path: str,
 
 
 def accuracy_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], path: str, *,
-                    xlabel: str, title: str) -> str:
+                    xlabel: str, title: str,
+                    ylabel: str = "student test accuracy (%)") -> str:
     """Saves test accuracy (%) against `x` for each named curve (Figs. 3 and 4)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for label, ys in curves.items():
         ax.plot(x, ys, marker="o", label=label)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("student test accuracy (%)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -36,11 +36,15 @@ def write_json(path: str, value: Any) -> None:
     """Atomically writes `value` (dicts, lists, numbers, arrays) as indented JSON."""
     if not is_writer():
         return
+    write_text(path, json.dumps(to_jsonable(value), indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path: str, text: str) -> None:
+    """Atomically writes `text` to `path`: a reader sees the old file or the new, never half."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
-        json.dump(to_jsonable(value), f, indent=2, sort_keys=True)
-        f.write("\n")
+        f.write(text)
     os.replace(tmp, path)
 
 
@@ -92,10 +96,7 @@ def update_markdown_section(path: str, name: str, body: str) -> None:
         text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def publish_section(path: str, name: str, body: str, write: bool) -> None:

@@ -30,13 +30,24 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from jaxinv import augment, checkpoint, data, losses, models, parallel, report, saved_model
+from jaxinv import (
+    adversarial_training,
+    augment,
+    checkpoint,
+    data,
+    losses,
+    models,
+    parallel,
+    report,
+    saved_model,
+)
 from jaxinv import workdir as workdir_lib
+from jaxinv.adversarial_training import AdversarialTraining
 from jaxinv.validation import is_count
 
 _SYNC_EVERY = 20
 NO_AUGMENT = augment.AugmentConfig()
-StepFn = Callable[[dict, dict, jax.Array, Any], tuple[dict, dict]]
+StepFn = Callable[[dict, dict, jax.Array, Any, jax.Array], tuple[dict, dict]]
 
 
 @flax.struct.dataclass
@@ -138,13 +149,18 @@ def gradient_step(model: nn.Module, tx: optax.GradientTransformation, state: Mod
 
 
 def supervised_step(model: nn.Module, tx: optax.GradientTransformation,
-                    augment_config: augment.AugmentConfig = NO_AUGMENT) -> StepFn:
+                    augment_config: augment.AugmentConfig = NO_AUGMENT,
+                    adversarial: AdversarialTraining | None = None) -> StepFn:
     """Cross-entropy on {"images", "labels"} batches of `models["model"]`, augmented per
-    example."""
-    def step_fn(models_state, batch, rng, context):
+    example and, with `adversarial`, replaced by attacks on the current model (Madry et al.
+    PGD training)."""
+    def step_fn(models_state, batch, rng, context, step):
         del context
         dropout_rng, batch_rng = jax.random.split(rng)
         images = augment.augment_batch(batch_rng, batch["images"], augment_config)
+        if adversarial is not None:
+            images = adversarial.perturb(model, models_state["model"].variables, images,
+                                         batch["labels"], jax.random.fold_in(rng, 2), step)
         new_state, measurements = gradient_step(
             model, tx, models_state["model"], images,
             lambda logits: losses.cross_entropy(logits, batch["labels"]), dropout_rng)
@@ -162,7 +178,8 @@ def distill_step(student: nn.Module, tx: optax.GradientTransformation, teacher_l
     is warped per example and `teacher_logits_fn(images, context)` is asked again, inside the
     same jitted step (context: the teacher's variables).
     """
-    def step_fn(models_state, batch, rng, context):
+    def step_fn(models_state, batch, rng, context, step):
+        del step
         dropout_rng, batch_rng = jax.random.split(rng)
         if augment_config.is_identity:
             images, teacher_logits = batch["images"], batch["logits"]
@@ -238,8 +255,9 @@ def fit(init_fn: Callable[[jax.Array], dict[str, ModelState]], step_fn: StepFn,
 
     Args:
       init_fn: `rng -> {name: ModelState}`, the models at step 0.
-      step_fn: `(models, batch, rng, context) -> (models, measurements)`; jitted here with the
-        state donated. `rng` is folded from the run seed and the step.
+      step_fn: `(models, batch, rng, context, step) -> (models, measurements)`; jitted here
+        with the state donated. `rng` is folded from the run seed and the step; `step` is the
+        number of steps done before this one (int32 scalar, for schedules such as an ε ramp).
       arrays: host arrays of equal leading size, batched together (see `data.iterate_batches`).
       config: has `seed`, `batch_size`, `num_steps`, `checkpoint_every` and `log_every`.
       workdir: where `checkpoints/` and `metrics.jsonl` go; a rerun resumes from it.
@@ -261,7 +279,8 @@ def fit(init_fn: Callable[[jax.Array], dict[str, ModelState]], step_fn: StepFn,
 
     def train_step(state: TrainState, batch, context):
         new_models, measurements = step_fn(state.models, batch,
-                                           jax.random.fold_in(run_rng, state.step), context)
+                                           jax.random.fold_in(run_rng, state.step), context,
+                                           state.step)
         return TrainState(step=state.step + 1, models=new_models), measurements
 
     train_step = jax.jit(train_step, donate_argnums=0)
@@ -309,6 +328,7 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
     check_input_shape(model, data.image_shape(config.dataset, config.get("image_size")))
     check_fit_config(config)
     augment.from_config(config.get("augment", {}))
+    adversarial_training.from_config(config.get("adversarial"))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -336,7 +356,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     tx = make_optimizer(config.optimizer, config.num_steps)
     start_time = time.perf_counter()
     state = fit(lambda rng: {"model": init_model_state(model, tx, rng, image_shape)},
-                supervised_step(model, tx, augment.from_config(config.get("augment", {}))),
+                supervised_step(model, tx, augment.from_config(config.get("augment", {})),
+                                adversarial_training.from_config(config.get("adversarial"))),
                 {"images": train_set.images, "labels": train_set.labels}, config=config,
                 workdir=workdir, step_callback=step_callback, desc=desc)
     train_seconds = time.perf_counter() - start_time

@@ -209,12 +209,13 @@ def _init_peers(rng):
             for name, model in PEERS.items()}
 
 
-def _mutual_learning_step(models_state, batch, rng, context):
+def _mutual_learning_step(models_state, batch, rng, context, step):
     """Deep mutual learning: each model fits the labels and the other's current predictions.
 
     Both peers are updated in the one step, each against the other's parameters as they were
     at the start of the step; `context` (a jit argument) weighs the peer term.
     """
+    del step
     images, labels = batch["images"], batch["labels"]
     logits = {name: jax.lax.stop_gradient(models.apply_fn(model)(
         models_state[name].variables, images)) for name, model in PEERS.items()}

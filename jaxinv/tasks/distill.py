@@ -26,7 +26,7 @@ import flax.linen as nn
 import ml_collections
 import numpy as np
 
-from jaxinv import augment, data, models, report, train
+from jaxinv import augment, data, models, report, saved_model, train
 from jaxinv.synthesis.transfer_set import TransferSet
 from jaxinv.teacher import Teacher
 from jaxinv.validation import is_count
@@ -120,6 +120,7 @@ def distill_and_evaluate(student: nn.Module | str, teacher: Teacher, images: np.
 
     Returns:
       {"test_accuracy" (%), "seconds", "num_images"}; also written to `workdir/results.json`.
+      A student given by name is saved in `workdir/model/` (`jaxinv.saved_model`).
     """
     config = _with_defaults(config)
     results_path = os.path.join(workdir, "results.json")
@@ -137,6 +138,12 @@ def distill_and_evaluate(student: nn.Module | str, teacher: Teacher, images: np.
     seconds = time.perf_counter() - start
     metrics = train.evaluate(module, variables, test.images, test.labels,
                              config.eval_batch_size)
+    if isinstance(student, str):
+        saved_model.save_model(
+            os.path.join(workdir, saved_model.MODEL_DIR),
+            saved_model.ModelCard(model=student, num_classes=teacher.num_classes,
+                                  image_shape=tuple(teacher.image_shape), dataset=test.name,
+                                  image_size=int(teacher.image_shape[0])), variables)
     results = {"test_accuracy": metrics["accuracy"], "seconds": seconds,
                "num_images": int(len(images))}
     report.write_json(results_path, results)
