@@ -5,6 +5,7 @@
   python benchmarks/record.py zskd_mnist           # Table 1, five students
   python benchmarks/record.py zskd_fashion_mnist   # Table 2, five students
   python benchmarks/record.py transfer_size_mnist  # Figs. 3 and 4 (also _fashion_mnist)
+  python benchmarks/record.py table4_mnist         # Table 4, both rows (also _fashion_mnist)
   python benchmarks/record.py headline             # only rewrite the headline tables
 
 Each experiment is one `jaxinv` command with a fixed workdir under runs/ (a finished workdir
@@ -46,7 +47,17 @@ EXPERIMENTS = {
     "transfer_size_fashion_mnist": ("jaxinv run transfer_size.py:fashion_mnist "
                                     "--workdir runs/transfer_size_fashion_mnist",
                                     "Figs. 3 and 4 on Fashion-MNIST"),
+    **{f"robustness_{name}": (f"jaxinv run robustness.py:{name} --workdir runs/robustness_{name}",
+                              f"Table 4: {label}")
+       for name, label in (
+           ("mnist", "MNIST, non-robust teacher and its students"),
+           ("mnist_robust", "MNIST, PGD-trained teacher and its students"),
+           ("fashion_mnist", "Fashion-MNIST, non-robust teacher and its students"),
+           ("fashion_mnist_robust", "Fashion-MNIST, PGD-trained teacher and its students"))},
 }
+# Sections recorded together by one command: Table 4's rows of one dataset.
+GROUPS = {f"table4_{dataset}": (f"robustness_{dataset}", f"robustness_{dataset}_robust")
+          for dataset in ("mnist", "fashion_mnist")}
 TEACHERS = {"teacher_mnist_plain": "mnist_plain", "teacher_fashion_mnist": "fashion_mnist",
             "teacher_usps": "usps"}
 # Figures of the Data Impressions paper that have no `paper` block in a config.
@@ -197,11 +208,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sections", nargs="+",
-                        choices=[*EXPERIMENTS, "teachers", "headline"])
+                        choices=[*EXPERIMENTS, *GROUPS, "teachers", "headline"])
     args = parser.parse_args()
     for section in args.sections:
         if section == "teachers":
             record_teachers()
+        elif section in GROUPS:
+            for member in GROUPS[section]:
+                record(member, EXPERIMENTS[member][0])
         elif section != "headline":
             record(section, EXPERIMENTS[section][0])
     write_benchmarks()

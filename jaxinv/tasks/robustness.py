@@ -134,7 +134,8 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
 
 
 def _mean_and_spread(per_seed: list[dict]) -> dict:
-    """The mean and standard deviation (ddof 1) over seeds of every figure in `per_seed`."""
+    """The mean and standard deviation (ddof 1) over seeds of every figure in `per_seed`,
+    element-wise for lists (the ε curve)."""
     def leaves(entry, prefix=""):
         for key, value in entry.items():
             if isinstance(value, dict):
@@ -142,11 +143,16 @@ def _mean_and_spread(per_seed: list[dict]) -> dict:
             else:
                 yield f"{prefix}{key}", value
 
-    names = [name for name, _ in leaves(per_seed[0])]
-    values = np.array([[value for _, value in leaves(entry)] for entry in per_seed], np.float64)
-    sd = values.std(axis=0, ddof=1) if len(per_seed) > 1 else np.zeros(len(names))
-    return {name: {"mean": float(m), "sd": float(s)}
-            for name, m, s in zip(names, values.mean(axis=0), sd, strict=True)}
+    stacked = {}
+    for entry in per_seed:
+        for name, value in leaves(entry):
+            stacked.setdefault(name, []).append(value)
+    summary = {}
+    for name, values in stacked.items():
+        values = np.asarray(values, np.float64)
+        sd = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros_like(values[0])
+        summary[name] = {"mean": values.mean(axis=0).tolist(), "sd": sd.tolist()}
+    return summary
 
 
 def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: TransferSet,
@@ -189,7 +195,7 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
     }
     if block.eps_curve:
         curves = {"teacher": figures_of["teacher"]["pgd_eps_curve"],
-                  "students (mean)": list(np.mean([s["pgd_eps_curve"] for s in students], 0))}
+                  "students (mean)": results["students"]["summary"]["pgd_eps_curve"]["mean"]}
         figures.accuracy_curves(block.eps_curve, curves,
                                 os.path.join(workdir, "pgd_accuracy_vs_eps.png"),
                                 xlabel=f"ε ({block.norm})", ylabel="PGD test accuracy (%)",
