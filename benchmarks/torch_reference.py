@@ -35,6 +35,7 @@ __all__ = [
     "cifar_resnet32",
     "distillation_loss",
     "lenet5",
+    "lenet5_from_jax",
     "num_params",
     "random_affine",
     "self_check",
@@ -169,6 +170,33 @@ def build_model(name: str, num_classes: int = 10) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
     return MODELS[name](num_classes)
+
+
+def lenet5_from_jax(params: dict, num_classes: int = 10) -> nn.Module:
+    """:func:`lenet5` holding the weights of a trained ``jaxinv`` LeNet-5 (`params` as numpy).
+
+    Convolution kernels go from HWIO to OIHW; the first dense layer's inputs are reordered from
+    jaxinv's (h, w, c) flattening of the NHWC map to PyTorch's (c, h, w). The result is in
+    evaluation mode and takes NCHW images.
+    """
+    import numpy as np
+
+    model = lenet5(num_classes)
+    convs, denses = [model[0], model[3]], [model[7], model[9], model[11]]
+    with torch.no_grad():
+        for layer, name in zip(convs, ("conv1", "conv2"), strict=True):
+            layer.weight.copy_(torch.from_numpy(
+                np.ascontiguousarray(np.transpose(params[name]["kernel"], (3, 2, 0, 1)))))
+            layer.bias.copy_(torch.from_numpy(np.asarray(params[name]["bias"])))
+        channels = convs[1].out_channels
+        fc1 = np.asarray(params["fc1"]["kernel"])  # (5 * 5 * C, 120) in (h, w, c) order
+        fc1 = fc1.reshape(5, 5, channels, -1).transpose(2, 0, 1, 3).reshape(fc1.shape)
+        for layer, kernel, name in zip(denses, (fc1, params["fc2"]["kernel"],
+                                                params["head"]["kernel"]),
+                                       ("fc1", "fc2", "head"), strict=True):
+            layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(np.asarray(kernel).T)))
+            layer.bias.copy_(torch.from_numpy(np.asarray(params[name]["bias"])))
+    return model.eval()
 
 
 def num_params(model: nn.Module) -> int:

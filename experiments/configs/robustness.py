@@ -86,7 +86,7 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
         config.distill.num_steps = 6000
     config.robustness = ml_collections.ConfigDict(dict(
         norm="linf", eps=_EPS[dataset], attacks=("fgsm", "ifgsm", "pgd"),
-        test_limit=200 if smoke else None, batch_size=100 if smoke else 500, seed=0,
+        test_limit=200 if smoke else None, batch_size=200 if smoke else 400, seed=0,
         eps_curve=(tuple(round(_EPS[dataset] * f, 4) for f in (0, 1)) if smoke else
                    tuple(round(_EPS[dataset] * f, 4) for f in (0, 0.25, 0.5, 0.75, 1, 1.5, 2))),
         eps_curve_limit=100 if smoke else 2000))
