@@ -30,6 +30,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from jaxinv import figures as figures_lib  # noqa: E402
 from jaxinv import report  # noqa: E402
 
 BENCHMARKS = os.path.join(REPO, "BENCHMARKS.md")
@@ -149,6 +150,71 @@ def headline() -> str:
             + report.markdown_table(["experiment", "paper", "jaxinv", "command", "date"], rows))
 
 
+_TABLE4_ROWS = (("", "teacher", "non-robust teacher"),
+                ("", "student", "student on DIs from it"),
+                ("_robust", "teacher", "PGD-trained teacher"),
+                ("_robust", "student", "student on DIs from it"))
+_TABLE4_FIGURES = (("natural_accuracy",), ("fgsm", "accuracy"), ("fgsm", "fooling_rate"),
+                   ("ifgsm", "accuracy"), ("ifgsm", "fooling_rate"), ("pgd", "accuracy"),
+                   ("pgd", "fooling_rate"))
+
+
+def table4(dataset: str) -> str | None:
+    """Table 4's rows of `dataset`, ours next to the paper's, and the ε-curve figure."""
+    entries = {suffix: _load(f"robustness_{dataset}{suffix}") for suffix in ("", "_robust")}
+    if any(entry is None for entry in entries.values()):
+        return None
+    rows, curves = [], {}
+    for suffix, who, label in _TABLE4_ROWS:
+        figures = entries[suffix]["results"]["robustness"]
+        paper = entries[suffix]["results"].get("paper", {}).get(who)
+        if who == "teacher":
+            ours = [_nested(figures["teacher"], keys) for keys in _TABLE4_FIGURES]
+            cells = [f"{value:.2f}" for value in ours]
+            curves[label] = figures["teacher"]["pgd_eps_curve"]
+        else:
+            summary = figures["students"]["summary"]
+            cells = [f"{summary['.'.join(keys)]['mean']:.2f} ± {summary['.'.join(keys)]['sd']:.2f}"
+                     for keys in _TABLE4_FIGURES]
+            curves[f"students of the {rows[-1][0]} (mean)"] = summary["pgd_eps_curve"]["mean"]
+        rows.append([label] + [f"{cell} ({_fmt(p)})" for cell, p in
+                               zip(cells, paper or [None] * len(cells), strict=True)])
+    first = entries[""]["results"]["robustness"]
+    figure = os.path.join("benchmarks", "figures", f"table4_{dataset}_pgd_eps.png")
+    figures_lib.accuracy_curves(first["eps_curve"], curves, os.path.join(REPO, figure),
+                                xlabel="ε (l∞)", ylabel="PGD-40 accuracy (%)",
+                                title=f"PGD accuracy against ε, {dataset} "
+                                      f"({first['eps_curve_images']} test images)")
+    commands = " and ".join(f"`{entry['command']}`" for entry in entries.values())
+    pgd = {suffix: entries[suffix]["results"]["robustness"]["students"]["summary"]["pgd.accuracy"]
+           for suffix in entries}
+    paper_pgd = {suffix: entries[suffix]["results"].get("paper", {}).get("student", [None] * 7)[5]
+                 for suffix in entries}
+    finding = (f"Under PGD, students distilled on DIs from the PGD-trained teacher keep "
+               f"{pgd['_robust']['mean']:.2f} ± {pgd['_robust']['sd']:.2f} % against "
+               f"{pgd['']['mean']:.2f} ± {pgd['']['sd']:.2f} % for those of the non-robust "
+               f"teacher (paper: {_fmt(paper_pgd['_robust'])} against {_fmt(paper_pgd[''])}).")
+    header = ["model", "A_nat", "FGSM A_adv", "FGSM F.R.", "iFGSM A_adv", "iFGSM F.R.",
+              "PGD A_adv", "PGD F.R."]
+    return (f"## Table 4 ({dataset}): adversarial robustness of DI-distilled students, % "
+            f"(paper in parentheses)\n\n"
+            f"Recorded {entries['']['date']} on {entries['']['processor']} by {commands} "
+            f"(`python benchmarks/record.py table4_{dataset}`). l∞ ε = {first['eps']:g} (the "
+            f"paper does not state ε; this is the community's standard), on "
+            f"{first['num_test_images']} test images. FGSM: one step of ε; iFGSM: 10 steps of "
+            f"ε/10; PGD: 40 steps of 2.5ε/40 from a random start. Students: mean ± sd over "
+            f"seeds {first['students']['seeds']}, each distilled on the same DIs. Sizes: "
+            f"robustness.py's docstring.\n\n"
+            + report.markdown_table(header, rows)
+            + f"\n\n{finding}\n\n![PGD accuracy against ε]({figure})")
+
+
+def _nested(tree: dict, keys: tuple[str, ...]):
+    for key in keys:
+        tree = tree[key]
+    return tree
+
+
 def detail(section: str, entry: dict) -> str:
     """A section of BENCHMARKS.md with the whole results of one recorded run."""
     return (f"## {section}: {EXPERIMENTS.get(section, (None, section))[1]}\n\n"
@@ -175,6 +241,7 @@ def record_teachers() -> None:
 def write_benchmarks() -> None:
     """Rewrites BENCHMARKS.md: the headline, then one section per recorded result file."""
     sections = [headline()]
+    sections += [table for table in (table4("mnist"), table4("fashion_mnist")) if table]
     for path in sorted(glob.glob(os.path.join(RESULTS, "*.json"))):
         section = os.path.splitext(os.path.basename(path))[0]
         sections.append(detail(section, report.read_json(path)))
