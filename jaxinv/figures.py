@@ -80,3 +80,31 @@ def accuracy_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], p
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)
+
+
+def perturbation_grid(perturbations: np.ndarray, clean: np.ndarray, perturbed: np.ndarray,
+                      clean_labels: Sequence[int], fooled_labels: Sequence[int],
+                      class_names: Sequence[str], path: str, eps: float) -> str:
+    """Saves sampled perturbations (top row, shown stretched from [-ε, ε] to [0, 1]) above test
+    images, clean and perturbed, titled with the prediction before and after (Fig. 9).
+
+    Args:
+      perturbations: (n, H, W, C) in [-eps, eps]; clean, perturbed: (n, H, W, C) in [0, 1].
+    """
+    def show(ax, image, vmin=0.0, vmax=1.0):
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else (image - vmin) / (vmax - vmin),
+                  cmap="gray", vmin=vmin, vmax=vmax)
+        ax.axis("off")
+
+    n = len(perturbations)
+    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2), squeeze=False)
+    for j in range(n):
+        show(axes[0, j], perturbations[j], -eps, eps)
+        show(axes[1, j], clean[j])
+        show(axes[2, j], perturbed[j])
+        axes[1, j].set_title(f"clean: {class_names[clean_labels[j]]}", fontsize=7)
+        fooled = fooled_labels[j] != clean_labels[j]
+        axes[2, j].set_title(f"{'fooled' if fooled else 'kept'}: {class_names[fooled_labels[j]]}",
+                             fontsize=7, color="red" if fooled else "black")
+    axes[0, 0].set_title(f"UAPs (±{eps * 255:.0f}/255)", fontsize=7, loc="left")
+    return _save(fig, path)
