@@ -6,6 +6,7 @@
   python benchmarks/record.py zskd_fashion_mnist   # Table 2, five students
   python benchmarks/record.py transfer_size_mnist  # Figs. 3 and 4 (also _fashion_mnist)
   python benchmarks/record.py table4_mnist         # Table 4, both rows (also _fashion_mnist)
+  python benchmarks/record.py uap_mnist            # Table 10 (also uap_fashion_mnist)
   python benchmarks/record.py headline             # only rewrite the headline tables
 
 Each experiment is one `jaxinv` command with a fixed workdir under runs/ (a finished workdir
@@ -55,6 +56,10 @@ EXPERIMENTS = {
            ("mnist_robust", "MNIST, PGD-trained teacher and its students"),
            ("fashion_mnist", "Fashion-MNIST, non-robust teacher and its students"),
            ("fashion_mnist_robust", "Fashion-MNIST, PGD-trained teacher and its students"))},
+    "uap_mnist": ("jaxinv run uap.py:mnist --workdir runs/uap_mnist",
+                  "Table 10: UAPs from DIs and CIs, MNIST"),
+    "uap_fashion_mnist": ("jaxinv run uap.py:fashion_mnist --workdir runs/uap_fashion_mnist",
+                          "Table 10: UAPs from DIs and CIs, Fashion-MNIST"),
 }
 # Sections recorded together by one command: Table 4's rows of one dataset.
 GROUPS = {f"table4_{dataset}": (f"robustness_{dataset}", f"robustness_{dataset}_robust")

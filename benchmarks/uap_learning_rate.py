@@ -6,7 +6,7 @@ the same teacher and synthesis, made once under runs/) at ε = 32/255 and scores
 rate on the last 5,000 MNIST training images, which no generator of uap.py trains on except
 the real-data ceiling's; the test set is not used.
 
-    python benchmarks/uap_learning_rate.py [--learning_rates 1e-5,1e-4,1e-3] [--write]
+    python benchmarks/uap_learning_rate.py [--learning_rates 1e-5,1e-4,1e-3,1e-2] [--write]
 
 ``--write`` replaces the ``uap_learning_rate`` section of BENCHMARKS.md.
 """
@@ -37,7 +37,7 @@ VALIDATION = 5000
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--learning_rates", default="1e-5,1e-4,1e-3")
+    parser.add_argument("--learning_rates", default="1e-5,1e-4,1e-3,1e-2")
     parser.add_argument("--workdir", default=os.path.join(REPO_ROOT, "runs", SECTION))
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)

@@ -58,5 +58,5 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
                        momentum=0.9),
         sources=(("data_impressions", "class_impressions") if smoke else
                  ("data_impressions", "class_impressions", "real")), baseline=baseline,
-        num_eval_perturbations=10, test_limit=500 if smoke else None, eval_batch_size=500))
+        num_eval_perturbations=10, test_limit=400 if smoke else None, eval_batch_size=400))
     return config

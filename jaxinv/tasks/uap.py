@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxinv import data, figures, report, synthesis, train
+from jaxinv import data, figures, parallel, report, synthesis, train
 from jaxinv.models.uap_generator import UAPGenerator
 from jaxinv.synthesis.transfer_set import TransferSet
 from jaxinv.tasks.distill import seed_spread
@@ -159,6 +159,7 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
     if block.alpha < 0:
         raise ValueError(f"uap.alpha must be ≥ 0, got {block.alpha}.")
     train.check_fit_config(block, num_examples, "uap.")
+    parallel.check_divisible(block.eval_batch_size, "uap.eval_batch_size")
     if "class_impressions" in block.sources:
         synthesis.check_config(block.baseline,
                                data.image_shape(config.dataset, config.get("image_size")),
