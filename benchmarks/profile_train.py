@@ -187,7 +187,7 @@ def report_body(args: argparse.Namespace, command: str, info: dict[str, str],
     conv1_jax, conv1_torch = rows["conv1 forward"]
     conv2_jax, conv2_torch = rows["conv2 forward"]
     return "\n".join([
-        *section_header(f"Where LeNet-5's training step spends its time (batch "
+        *section_header(f"## Where LeNet-5's training step spends its time (batch "
                         f"{args.batch_size}, CPU)", command, info),
         f"Each piece of the supervised step jitted alone in jaxinv "
         f"(`jaxinv.models.lenet.conv_valid`, the flax LeNet-5, optax Adam) and run eagerly "
