@@ -1,9 +1,11 @@
 """jaxinv: data-free knowledge transfer in JAX.
 
 Synthesise inputs that stand in for a classifier's unseen training data (Data and Class
-Impressions today), then use them to distil students.
+Impressions today), then use them to distil students, test their adversarial robustness and
+craft universal adversarial perturbations.
 """
 
+from jaxinv import attacks
 from jaxinv.data import load_dataset
 from jaxinv.pipeline import run
 from jaxinv.synthesis import synthesize
@@ -11,6 +13,7 @@ from jaxinv.synthesis.impressions import impressions_method
 from jaxinv.synthesis.method import SynthesisMethod, grouped_pixel_step
 from jaxinv.synthesis.transfer_set import TransferSet
 from jaxinv.tasks.distill import distill, distill_and_evaluate
+from jaxinv.tasks.robustness import evaluate_robustness
 from jaxinv.teacher import Teacher, from_module, load_teacher
 from jaxinv.train import fit, train_and_evaluate
 
@@ -20,8 +23,10 @@ __all__ = [
     "SynthesisMethod",
     "Teacher",
     "TransferSet",
+    "attacks",
     "distill",
     "distill_and_evaluate",
+    "evaluate_robustness",
     "fit",
     "from_module",
     "grouped_pixel_step",
