@@ -42,7 +42,6 @@ from jaxinv import (
     saved_model,
 )
 from jaxinv import workdir as workdir_lib
-from jaxinv.adversarial_training import AdversarialTraining
 from jaxinv.validation import is_count
 
 _SYNC_EVERY = 20
@@ -150,7 +149,8 @@ def gradient_step(model: nn.Module, tx: optax.GradientTransformation, state: Mod
 
 def supervised_step(model: nn.Module, tx: optax.GradientTransformation,
                     augment_config: augment.AugmentConfig = NO_AUGMENT,
-                    adversarial: AdversarialTraining | None = None) -> StepFn:
+                    adversarial: adversarial_training.AdversarialTraining | None = None
+                    ) -> StepFn:
     """Cross-entropy on {"images", "labels"} batches of `models["model"]`, augmented per
     example and, with `adversarial`, replaced by attacks on the current model (Madry et al.
     PGD training)."""
@@ -159,6 +159,7 @@ def supervised_step(model: nn.Module, tx: optax.GradientTransformation,
         dropout_rng, batch_rng = jax.random.split(rng)
         images = augment.augment_batch(batch_rng, batch["images"], augment_config)
         if adversarial is not None:
+            # A key of its own, so that plain training keeps the random streams it had.
             images = adversarial.perturb(model, models_state["model"].variables, images,
                                          batch["labels"], jax.random.fold_in(rng, 2), step)
         new_state, measurements = gradient_step(
