@@ -25,6 +25,16 @@ def available_tasks() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
+def task_block(config, name: str, keys: tuple[str, ...]):
+    """`config[name]`, refused with one message when it lacks any of `keys`. (The pipeline has
+    already checked that the block exists.)"""
+    block = config[name]
+    missing = [key for key in keys if key not in block]
+    if missing:
+        raise ValueError(f"The {name} block lacks {missing}; it needs {list(keys)}.")
+    return block
+
+
 def get_task_module(name: str) -> ModuleType:
     """The module of the task called `name`; an unknown name lists the known ones."""
     if name not in available_tasks():

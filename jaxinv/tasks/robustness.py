@@ -31,7 +31,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxinv import attacks, data, figures, models, parallel, report, saved_model, train
+from jaxinv import attacks, data, figures, models, parallel, report, saved_model, tasks, train
 from jaxinv.synthesis.transfer_set import TransferSet
 from jaxinv.tasks import distill
 from jaxinv.teacher import Teacher
@@ -114,12 +114,7 @@ def pgd_accuracy_curve(model: nn.Module, variables: dict, images: np.ndarray,
 def check_config(config: ml_collections.ConfigDict, num_examples: int | None = None) -> None:
     """Refuses `distill` and `robustness` blocks that cannot run, before anything is written."""
     distill.check_config(config, num_examples)
-    if "robustness" not in config:
-        raise ValueError("task='robustness' reads its settings from a `robustness` block.")
-    block = config.robustness
-    missing = [key for key in BLOCK_KEYS if key not in block]
-    if missing:
-        raise ValueError(f"The robustness block lacks {missing}; it needs {list(BLOCK_KEYS)}.")
+    block = tasks.task_block(config, "robustness", BLOCK_KEYS)
     for name in block.attacks:
         attacks.attack_config(name, block.eps, norm=block.norm)
     for eps in block.eps_curve:

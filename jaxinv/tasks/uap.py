@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxinv import data, figures, parallel, report, synthesis, train
+from jaxinv import data, figures, parallel, report, synthesis, tasks, train
 from jaxinv.models.uap_generator import UAPGenerator
 from jaxinv.synthesis.transfer_set import TransferSet
 from jaxinv.tasks.distill import seed_spread
@@ -140,12 +140,7 @@ def fooling_rate(teacher: Teacher, perturbations: np.ndarray, images: np.ndarray
 
 def check_config(config: ml_collections.ConfigDict, num_examples: int | None = None) -> None:
     """Refuses a `uap` block that cannot run, before anything is written."""
-    if "uap" not in config:
-        raise ValueError("task='uap' reads its settings from a `uap` block.")
-    block = config.uap
-    missing = [key for key in BLOCK_KEYS if key not in block]
-    if missing:
-        raise ValueError(f"The uap block lacks {missing}; it needs {list(BLOCK_KEYS)}.")
+    block = tasks.task_block(config, "uap", BLOCK_KEYS)
     if not block.eps_values or any(not 0.0 < eps <= 1.0 for eps in block.eps_values):
         raise ValueError(f"uap.eps_values must each be in (0, 1] (images are in [0, 1]; the "
                          f"paper's 10/255 is {10 / 255:.4f}), got {tuple(block.eps_values)}.")
