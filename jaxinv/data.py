@@ -46,6 +46,7 @@ class _FileSpec:
     default_image_size: int
     tfds_name: str | None  # None: tensorflow-datasets has no builder for it
     notes: Mapping[str, str]  # split -> caveat that applies to the npz copy
+    grayscale: bool = False  # colour stored, served as one luma channel
 
 
 _FILE_SPECS: dict[str, _FileSpec] = {
@@ -89,8 +90,18 @@ _FILE_SPECS: dict[str, _FileSpec] = {
         },
     ),
 }
+# SVHN is not in shared/data; it comes from tensorflow-datasets' svhn_cropped (or an npz file
+# of that layout). `svhn_gray` serves it as one channel, as ADDA adapts SVHN -> MNIST.
+_SVHN = dict(files={"train": "svhn.npz", "test": "svhn.npz"}, stored_shape=(32, 32, 3),
+             class_names=_DIGIT_NAMES, default_image_size=32, tfds_name="svhn_cropped",
+             notes={})
+_FILE_SPECS["svhn"] = _FileSpec(**_SVHN)
+_FILE_SPECS["svhn_gray"] = _FileSpec(**_SVHN, grayscale=True)
+# ITU-R BT.601 luma weights, as tf.image.rgb_to_grayscale (which ADDA's code uses).
+_LUMA = np.array([0.2989, 0.5870, 0.1140], np.float32)
 
 _DIGITS_SIZE = 8
+_SUBSAMPLE_STREAM = 1  # keeps subsample's draws apart from the batch permutations of a seed
 _DIGITS_MAX_VALUE = 16.0  # load_digits stores integer intensities 0..16
 _DIGITS_SPLIT_SEED = 0
 _DIGITS_TEST_FRACTION = 0.2
@@ -177,6 +188,8 @@ def load_dataset(name: str, split: str = "train", *, image_size: int | None = No
         class_names = spec.class_names
         # Slicing before the conversion keeps `limit` cheap on the 60k-image sets.
         images = images.astype(np.float32) / 255.0
+        if spec.grayscale:
+            images = images @ _LUMA[:, None]
 
     images = resize_images(images, image_size)
     return Dataset(name=name, split=split, images=images, labels=labels.astype(np.int32),
@@ -200,6 +213,20 @@ def resize_images(images: np.ndarray, image_size: int) -> np.ndarray:
     resized = np.tensordot(resized, cols, axes=([1], [1]))  # (N, C, S, S)
     # The weights are a convex combination, so only rounding can leave [0, 1].
     return np.clip(resized.transpose(0, 2, 3, 1), 0.0, 1.0)
+
+
+def subsample(dataset: Dataset, num_examples: int, seed: int) -> Dataset:
+    """`num_examples` examples of `dataset` drawn at random without replacement, seeded, in
+    their original order (the ADDA protocol's 2,000 MNIST or 1,800 USPS training images)."""
+    if not is_count(num_examples) or num_examples > len(dataset.labels):
+        raise ValueError(f"Cannot sample {num_examples!r} examples from the "
+                         f"{len(dataset.labels)} of {dataset.name} ({dataset.split}); ask for "
+                         f"a whole number between 1 and {len(dataset.labels)}.")
+    keep = np.sort(np.random.default_rng([seed, _SUBSAMPLE_STREAM]).choice(
+        len(dataset.labels), num_examples, replace=False))
+    return dataclasses.replace(dataset, images=dataset.images[keep], labels=dataset.labels[keep],
+                               note="; ".join(filter(None, [dataset.note, (
+                                   f"{num_examples} examples sampled with seed {seed}")])))
 
 
 def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -252,8 +279,25 @@ def iterate_batches(arrays: Mapping[str, np.ndarray], batch_size: int, *, seed: 
                              num_steps, steps_per_epoch, mesh)
 
 
+def iterate_streams(streams: Mapping[str, Mapping[str, np.ndarray]], batch_size: int, *,
+                    seed: int, start_step: int = 0, num_steps: int | None = None,
+                    mesh: Mesh | None = None) -> Iterator[dict[str, dict[str, jax.Array]]]:
+    """Yields {name: batch} with one batch of each stream, e.g. source and target images.
+
+    Each stream is batched as by :func:`iterate_batches`, with its own shuffle (seed
+    ``(seed, k)`` for the k-th stream), so streams of different sizes run side by side and
+    a resumed run sees the same batches as an uninterrupted one.
+    """
+    if not streams:
+        raise ValueError("streams must name at least one stream of arrays.")
+    iterators = [iterate_batches(arrays, batch_size, seed=(seed, index), start_step=start_step,
+                                 num_steps=num_steps, mesh=mesh)
+                 for index, arrays in enumerate(streams.values())]
+    return (dict(zip(streams, batches, strict=True)) for batches in zip(*iterators))
+
+
 def _generate_batches(arrays: dict[str, np.ndarray], num_examples: int, batch_size: int,
-                      seed: int, start_step: int, num_steps: int | None, steps_per_epoch: int,
+                      seed: int | tuple[int, ...], start_step: int, num_steps: int | None, steps_per_epoch: int,
                       mesh: Mesh | None) -> Iterator[dict[str, jax.Array]]:
     """The generator behind :func:`iterate_batches`, split off so that bad arguments raise at
     the call rather than at the first `next`."""
@@ -284,8 +328,8 @@ def _steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return num_examples // batch_size
 
 
-def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+def _epoch_permutation(num_examples: int, seed: int | tuple[int, ...], epoch: int) -> np.ndarray:
+    return np.random.default_rng([*np.atleast_1d(seed).tolist(), epoch]).permutation(num_examples)
 
 
 def check_dataset_name(name: str) -> None:
@@ -301,7 +345,8 @@ def image_shape(name: str, image_size: int | None = None) -> tuple[int, int, int
         image_size = default_image_size(name)
     if not is_count(image_size):
         raise ValueError(f"image_size must be a whole number ≥ 1, got {image_size!r}.")
-    channels = 1 if name == "digits" else (_FILE_SPECS[name].stored_shape[2:] or (1,))[0]
+    spec = _FILE_SPECS.get(name)
+    channels = (1 if spec is None or spec.grayscale else (spec.stored_shape[2:] or (1,))[0])
     return (image_size, image_size, channels)
 
 

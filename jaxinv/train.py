@@ -259,7 +259,9 @@ def fit(init_fn: Callable[[jax.Array], dict[str, ModelState]], step_fn: StepFn,
       step_fn: `(models, batch, rng, context, step) -> (models, measurements)`; jitted here
         with the state donated. `rng` is folded from the run seed and the step; `step` is the
         number of steps done before this one (int32 scalar, for schedules such as an ε ramp).
-      arrays: host arrays of equal leading size, batched together (see `data.iterate_batches`).
+      arrays: host arrays of equal leading size, batched together (see
+        `data.iterate_batches`); or named streams of such arrays, each batched on its own
+        (`data.iterate_streams`), e.g. {"source": {"images"}, "target": {"images"}}.
       config: has `seed`, `batch_size`, `num_steps`, `checkpoint_every` and `log_every`.
       workdir: where `checkpoints/` and `metrics.jsonl` go; a rerun resumes from it.
       context: read-only pytree passed to every step (e.g. the teacher's variables).
@@ -272,7 +274,7 @@ def fit(init_fn: Callable[[jax.Array], dict[str, ModelState]], step_fn: StepFn,
     Raises:
       ValueError: `config` cannot run on `arrays` (checked before `workdir` is created).
     """
-    _check_fit_sizes(config, min((len(v) for v in arrays.values()), default=None))
+    _check_fit_sizes(config, min((len(v) for v in jax.tree.leaves(arrays)), default=None))
     os.makedirs(workdir, exist_ok=True)
     init_rng, run_rng = jax.random.split(jax.random.key(config.seed))
     state = jax.jit(lambda rng: TrainState(step=jnp.zeros((), jnp.int32), models=init_fn(rng)),
@@ -290,8 +292,10 @@ def fit(init_fn: Callable[[jax.Array], dict[str, ModelState]], step_fn: StepFn,
         start = ckpts.latest_step() or 0
         if start:
             state, _ = ckpts.restore(start, state)
-        batches = data.iterate_batches(arrays, config.batch_size, seed=config.seed,
-                                       start_step=start, num_steps=config.num_steps - start)
+        iterate = (data.iterate_streams if all(isinstance(v, Mapping) for v in arrays.values())
+                   else data.iterate_batches)
+        batches = iterate(arrays, config.batch_size, seed=config.seed, start_step=start,
+                          num_steps=config.num_steps - start)
         progress = tqdm(range(start, config.num_steps), initial=start, total=config.num_steps,
                         desc=desc, disable=not report.is_writer(), leave=False)
         for step, batch in zip(progress, batches, strict=True):
@@ -328,6 +332,9 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
     model = models.get_model(config.model, num_classes=config.num_classes)
     check_input_shape(model, data.image_shape(config.dataset, config.get("image_size")))
     check_fit_config(config)
+    if config.get("train_sample") is not None and not is_count(config.train_sample):
+        raise ValueError(f"train_sample must be None (all) or a whole number ≥ 1 of training "
+                         f"images to draw, got {config.train_sample!r}.")
     augment.from_config(config.get("augment", {}))
     adversarial_training.from_config(config.get("adversarial"))
 
@@ -346,6 +353,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     model = models.get_model(config.model, num_classes=config.num_classes)
     train_set = data.load_dataset(config.dataset, "train", image_size=config.get("image_size"),
                                   limit=config.get("train_limit"))
+    if config.get("train_sample"):
+        train_set = data.subsample(train_set, config.train_sample, config.seed)
     test = data.load_dataset(config.dataset, "test", image_size=config.get("image_size"))
     check_fit_config(config, len(train_set.images))
     image_shape = tuple(train_set.images.shape[1:])

@@ -142,8 +142,9 @@ def test_digits_split_is_deterministic_stratified_and_disjoint(no_data):
 
 
 def test_default_image_sizes():
-    assert [data.default_image_size(name) for name in data.DATASET_NAMES] == [32, 32, 32, 32, 8]
-    assert set(data.DATASET_NAMES) == {"mnist", "fashion_mnist", "usps", "cifar10", "digits"}
+    assert [data.default_image_size(name) for name in data.DATASET_NAMES] == [32] * 6 + [8]
+    assert set(data.DATASET_NAMES) == {"mnist", "fashion_mnist", "usps", "cifar10", "svhn",
+                                       "svhn_gray", "digits"}
 
 
 def test_image_shape_and_num_classes_match_loaded_data_without_reading(real_data):
@@ -155,17 +156,17 @@ def test_image_shape_and_num_classes_match_loaded_data_without_reading(real_data
     with pytest.raises(ValueError, match="image_size must be a whole number"):
         data.image_shape("mnist", 0)
     with pytest.raises(ValueError, match="valid names: mnist"):
-        data.num_classes("svhn")
+        data.num_classes("imagenet")
 
 
 # ----------------------------------------------------------------------------- errors
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match="valid names: mnist, fashion_mnist, usps, cifar10, dig"):
-        data.load_dataset("svhn")
-    with pytest.raises(ValueError, match="Unknown dataset 'svhn'"):
-        data.default_image_size("svhn")
+    with pytest.raises(ValueError, match="valid names: mnist, fashion_mnist, usps, cifar10, svh"):
+        data.load_dataset("imagenet")
+    with pytest.raises(ValueError, match="Unknown dataset 'imagenet'"):
+        data.default_image_size("imagenet")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -290,6 +291,45 @@ def test_tfds_is_used_when_no_npz_exists(no_data, name, channels):
     assert 0.0 <= dataset.images.min() and dataset.images.max() <= 1.0
     assert np.all((0 <= dataset.labels) & (dataset.labels < 10))
     chex.assert_shape(limited.images, (3, 32, 32, channels))
+
+
+def test_svhn_comes_from_tfds_svhn_cropped_in_colour_or_gray(no_data):
+    tfds_dir = no_data["tfds_data_dir"]
+    _prepare_tfds_metadata(tfds_dir, "svhn_cropped", "array_record")
+    with tfds.testing.mock_data(num_examples=7, policy=tfds.testing.MockPolicy.USE_FILES,
+                                data_dir=tfds_dir):
+        colour = data.load_dataset("svhn", "test", tfds_data_dir=tfds_dir)
+        gray = data.load_dataset("svhn_gray", "test", image_size=28, tfds_data_dir=tfds_dir)
+    assert colour.source == gray.source == "tfds:svhn_cropped"
+    chex.assert_shape([colour.images, gray.images], [(7, 32, 32, 3), (7, 28, 28, 1)])
+    assert data.image_shape("svhn_gray", 28) == (28, 28, 1)
+    assert 0.0 <= gray.images.min() and gray.images.max() <= 1.0
+    # Luma of the same pixels: the weights sum to one, so gray stays within the colour range.
+    luma = data.resize_images(colour.images, 28) @ np.array([0.2989, 0.587, 0.114], np.float32)
+    np.testing.assert_allclose(gray.images[..., 0], luma, atol=1e-5)
+
+
+def test_subsample_is_seeded_without_replacement_and_checked(real_data):
+    usps = data.load_dataset("usps", "train", image_size=16)
+    first, again = data.subsample(usps, 1800, 0), data.subsample(usps, 1800, 0)
+    other = data.subsample(usps, 1800, 1)
+    np.testing.assert_array_equal(first.images, again.images)
+    assert len(first.labels) == 1800 and not np.array_equal(first.labels, other.labels)
+    assert len(np.unique(first.images.reshape(1800, -1), axis=0)) > 1790  # no repeats drawn
+    assert np.bincount(first.labels, minlength=10).min() > 90  # every digit is there
+    with pytest.raises(ValueError, match="between 1 and 7291"):
+        data.subsample(usps, 8000, 0)
+
+
+def test_streams_are_batched_each_on_its_own_and_resume_exactly():
+    streams = {"source": {"x": np.arange(80)}, "target": {"x": np.arange(100, 156)}}
+    run = list(data.iterate_streams(streams, 16, seed=3, num_steps=8))
+    resumed = list(data.iterate_streams(streams, 16, seed=3, start_step=5, num_steps=3))
+    assert all(np.all(b["source"]["x"] < 80) and np.all(b["target"]["x"] >= 100) for b in run)
+    for a, b in zip(run[5:], resumed, strict=True):
+        np.testing.assert_array_equal(a["target"]["x"], b["target"]["x"])
+    # Every source example once per epoch of 5 steps, whatever the target stream's length.
+    assert sorted(np.concatenate([b["source"]["x"] for b in run[:5]])) == list(range(80))
 
 
 def test_npz_takes_precedence_over_tfds(no_data):
