@@ -82,6 +82,40 @@ def accuracy_curves(x: Sequence[float], curves: Mapping[str, Sequence[float]], p
     return _save(fig, path)
 
 
+def tsne_domains(panels: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                 classes: tuple[np.ndarray, np.ndarray], domain_names: tuple[str, str],
+                 path: str, seed: int = 0) -> str:
+    """Saves one t-SNE panel per entry of `panels` (Data Impressions, Fig. 6).
+
+    Args:
+      panels: title -> (source features (N_s, D), target features (N_t, D)); each panel is
+        embedded on its own.
+      classes: class of each source and each target point (colour).
+      domain_names: legend names of the two domains (marker: circle source, cross target).
+      path: PNG to write.
+      seed: of t-SNE's initialisation.
+    """
+    from sklearn.manifold import TSNE  # imported here: only this figure needs it
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, (title, (source, target)) in zip(axes[0], panels.items(), strict=True):
+        points = np.concatenate([source, target]).astype(np.float64)
+        embedded = TSNE(2, init="pca", random_state=seed,
+                        perplexity=min(30.0, (len(points) - 1) / 3)).fit_transform(points)
+        for part, (marker, name) in enumerate(zip(("o", "x"), domain_names, strict=True)):
+            xy = embedded[:len(source)] if part == 0 else embedded[len(source):]
+            ax.scatter(xy[:, 0], xy[:, 1], c=colours(np.asarray(classes[part]) % 10), s=8,
+                       marker=marker, linewidths=0.6, alpha=0.7, label=name)
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        legend = ax.legend(loc="best", fontsize=8)
+        for handle in legend.legend_handles:  # the markers name domains; colours are classes
+            handle.set_color("black")
+    return _save(fig, path)
+
+
 def perturbation_grid(perturbations: np.ndarray, clean: np.ndarray, perturbed: np.ndarray,
                       clean_labels: Sequence[int], fooled_labels: Sequence[int],
                       class_names: Sequence[str], path: str, eps: float) -> str:

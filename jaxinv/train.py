@@ -75,7 +75,8 @@ def make_optimizer(config: ml_collections.ConfigDict,
 
     Args:
       config: has `name` ("adam" | "sgd"), `learning_rate` > 0, `schedule`
-        ("constant" | "linear" | "cosine"), for SGD `momentum`; optional `weight_decay` ≥ 0.
+        ("constant" | "linear" | "cosine"), for SGD `momentum`; optional `weight_decay` ≥ 0
+        and, for Adam, `b1` (default 0.9).
       num_steps: total steps, the length of the schedule.
     """
     if not config.learning_rate > 0:
@@ -91,7 +92,9 @@ def make_optimizer(config: ml_collections.ConfigDict,
                          "use 'constant', 'linear' or 'cosine'.")
     weight_decay = config.get("weight_decay", 0.0)
     if config.name == "adam":
-        return optax.adamw(lr, weight_decay=weight_decay) if weight_decay else optax.adam(lr)
+        b1 = config.get("b1", 0.9)
+        return (optax.adamw(lr, b1=b1, weight_decay=weight_decay) if weight_decay
+                else optax.adam(lr, b1=b1))
     if config.name == "sgd":
         return optax.chain(optax.add_decayed_weights(weight_decay),
                            optax.sgd(lr, momentum=config.get("momentum", 0.9), nesterov=True))
@@ -339,6 +342,14 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
     adversarial_training.from_config(config.get("adversarial"))
 
 
+def training_set(dataset: str, image_size: int | None, *, limit: int | None = None,
+                 sample: int | None = None, seed: int = 0) -> data.Dataset:
+    """The training split a `jaxinv train` config trains on: its first `limit` images, of
+    which `sample` are drawn at random with `seed` (None: all)."""
+    train_set = data.load_dataset(dataset, "train", image_size=image_size, limit=limit)
+    return data.subsample(train_set, sample, seed) if sample else train_set
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        step_callback: Callable[[int, dict], None] | None = None,
                        desc: str = "train") -> dict:
@@ -351,10 +362,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     """
     check_train_config(config)
     model = models.get_model(config.model, num_classes=config.num_classes)
-    train_set = data.load_dataset(config.dataset, "train", image_size=config.get("image_size"),
-                                  limit=config.get("train_limit"))
-    if config.get("train_sample"):
-        train_set = data.subsample(train_set, config.train_sample, config.seed)
+    train_set = training_set(config.dataset, config.get("image_size"),
+                             limit=config.get("train_limit"), sample=config.get("train_sample"),
+                             seed=config.seed)
     test = data.load_dataset(config.dataset, "test", image_size=config.get("image_size"))
     check_fit_config(config, len(train_set.images))
     image_shape = tuple(train_set.images.shape[1:])

@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 from jax.sharding import Mesh
 
 from jaxinv import data, parallel
+from tfds_mock import prepare_tfds_metadata
 
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
@@ -264,23 +265,10 @@ def test_valid_small_npz_loads(no_data):
 # ----------------------------------------------------------------------------- tfds
 
 
-def _prepare_tfds_metadata(data_dir: str, name: str, file_format: str) -> None:
-    """Writes the metadata of a prepared tfds dataset (no records) into `data_dir`.
-
-    `tfds.builder(...).is_prepared()` only looks at this metadata, and `mock_data` with
-    `MockPolicy.USE_FILES` reads it too, then serves random records in place of the files.
-    """
-    builder = tfds.builder(name, data_dir=data_dir, file_format=file_format)
-    builder.data_path.mkdir(parents=True)
-    builder.info.set_splits(tfds.core.SplitDict([
-        tfds.core.SplitInfo(name=split, shard_lengths=[7], num_bytes=0) for split in data.SPLITS]))
-    builder.info.write_to_directory(builder.data_path)
-
-
 @pytest.mark.parametrize("name, channels", [("mnist", 1), ("cifar10", 3)])
 def test_tfds_is_used_when_no_npz_exists(no_data, name, channels):
     tfds_dir = no_data["tfds_data_dir"]
-    _prepare_tfds_metadata(tfds_dir, name, "array_record")
+    prepare_tfds_metadata(tfds_dir, name, "array_record")
     with tfds.testing.mock_data(num_examples=7, policy=tfds.testing.MockPolicy.USE_FILES,
                                 data_dir=tfds_dir):
         dataset = data.load_dataset(name, "test", tfds_data_dir=tfds_dir)
@@ -295,7 +283,7 @@ def test_tfds_is_used_when_no_npz_exists(no_data, name, channels):
 
 def test_svhn_comes_from_tfds_svhn_cropped_in_colour_or_gray(no_data):
     tfds_dir = no_data["tfds_data_dir"]
-    _prepare_tfds_metadata(tfds_dir, "svhn_cropped", "array_record")
+    prepare_tfds_metadata(tfds_dir, "svhn_cropped", "array_record")
     with tfds.testing.mock_data(num_examples=7, policy=tfds.testing.MockPolicy.USE_FILES,
                                 data_dir=tfds_dir):
         colour = data.load_dataset("svhn", "test", tfds_data_dir=tfds_dir)
@@ -334,7 +322,7 @@ def test_streams_are_batched_each_on_its_own_and_resume_exactly():
 
 def test_npz_takes_precedence_over_tfds(no_data):
     tfds_dir = no_data["tfds_data_dir"]
-    _prepare_tfds_metadata(tfds_dir, "mnist", "array_record")
+    prepare_tfds_metadata(tfds_dir, "mnist", "array_record")
     path = os.path.join(no_data["npz_dir"], "mnist.npz")
     _save_mnist(path)
     with tfds.testing.mock_data(num_examples=7, policy=tfds.testing.MockPolicy.USE_FILES,
@@ -345,7 +333,7 @@ def test_npz_takes_precedence_over_tfds(no_data):
 
 def test_tfds_in_unindexable_format_says_how_to_fix(no_data):
     tfds_dir = no_data["tfds_data_dir"]
-    _prepare_tfds_metadata(tfds_dir, "mnist", "tfrecord")
+    prepare_tfds_metadata(tfds_dir, "mnist", "tfrecord")
     with pytest.raises(ValueError, match="--file_format=array_record"):
         data.load_dataset("mnist", "test", tfds_data_dir=tfds_dir)
 
