@@ -1,8 +1,8 @@
 """jaxinv: data-free knowledge transfer in JAX.
 
 Synthesise inputs that stand in for a classifier's unseen training data (Data and Class
-Impressions today), then use them to distil students, test their adversarial robustness and
-craft universal adversarial perturbations.
+Impressions today), then use them to distil students, test their adversarial robustness,
+craft universal adversarial perturbations and adapt to a new domain without the source data.
 """
 
 from jaxinv import attacks
@@ -12,6 +12,7 @@ from jaxinv.synthesis import synthesize
 from jaxinv.synthesis.impressions import impressions_method
 from jaxinv.synthesis.method import SynthesisMethod, grouped_pixel_step
 from jaxinv.synthesis.transfer_set import TransferSet
+from jaxinv.tasks.adapt import adapt
 from jaxinv.tasks.distill import distill, distill_and_evaluate
 from jaxinv.tasks.robustness import evaluate_robustness
 from jaxinv.teacher import Teacher, from_module, load_teacher
@@ -23,6 +24,7 @@ __all__ = [
     "SynthesisMethod",
     "Teacher",
     "TransferSet",
+    "adapt",
     "attacks",
     "distill",
     "distill_and_evaluate",

@@ -293,12 +293,13 @@ def iterate_streams(streams: Mapping[str, Mapping[str, np.ndarray]], batch_size:
     iterators = [iterate_batches(arrays, batch_size, seed=(seed, index), start_step=start_step,
                                  num_steps=num_steps, mesh=mesh)
                  for index, arrays in enumerate(streams.values())]
-    return (dict(zip(streams, batches, strict=True)) for batches in zip(*iterators))
+    return (dict(zip(streams, batches, strict=True))
+            for batches in zip(*iterators, strict=True))
 
 
 def _generate_batches(arrays: dict[str, np.ndarray], num_examples: int, batch_size: int,
-                      seed: int | tuple[int, ...], start_step: int, num_steps: int | None, steps_per_epoch: int,
-                      mesh: Mesh | None) -> Iterator[dict[str, jax.Array]]:
+                      seed: int | tuple[int, ...], start_step: int, num_steps: int | None,
+                      steps_per_epoch: int, mesh: Mesh | None) -> Iterator[dict[str, jax.Array]]:
     """The generator behind :func:`iterate_batches`, split off so that bad arguments raise at
     the call rather than at the first `next`."""
     # In a multi-host run every process computes the same global indices and feeds only its

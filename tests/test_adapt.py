@@ -9,12 +9,12 @@ import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from tfds_mock import prepare_tfds_metadata
 
 from jaxinv import data, models, pipeline, saved_model, synthesis, train
 from jaxinv.synthesis import impressions
 from jaxinv.tasks import adapt
 from jaxinv.teacher import load_teacher
-from tfds_mock import prepare_tfds_metadata
 
 
 @pytest.fixture(autouse=True)
@@ -157,6 +157,14 @@ def test_config_errors_come_before_any_write(smoke_config_of, override, message,
     with pytest.raises(ValueError, match=message):
         pipeline.run(config, str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("arg", ["usps_mnist", "mnist_usps", "svhn_mnist", "usps_mnist_high_beta",
+                                 "mnist_usps_paper", "svhn_mnist_smoke"])
+def test_every_variant_is_a_valid_pipeline_config(smoke_config_of, arg):
+    config = smoke_config_of(f"adapt.py:{arg}")
+    pipeline.check_config(config)
+    assert config.image_size == 28 and config.adapt.optimizer.b1 == 0.5
 
 
 def test_seed_reseeds_sampling_synthesis_and_adaptation(smoke_config_of):

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from jax.sharding import Mesh
+from tfds_mock import prepare_tfds_metadata
 
 from jaxinv import data, parallel
-from tfds_mock import prepare_tfds_metadata
 
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 

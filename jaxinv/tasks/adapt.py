@@ -292,7 +292,7 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
 
     results = {
         "source": config.dataset, "target": block.target,
-        "discriminator_input": block.discriminator_input,
+        "discriminator_input": block.discriminator_input, "num_steps": block.num_steps,
         "num_source_images": {name: int(len(images)) for name, images in sources.items()},
         "num_target_images": int(len(target_images)),
         "num_target_test_images": int(len(target_test.labels)),
