@@ -63,6 +63,12 @@ def is_saved_model(path: str) -> bool:
     return os.path.exists(os.path.join(model_dir(path), CARD_FILE))
 
 
+def read_card(path: str) -> ModelCard:
+    """The card of the complete saved model at `path`, without reading its variables."""
+    saved = workdir_lib.read_record(os.path.join(os.path.abspath(model_dir(path)), CARD_FILE))
+    return ModelCard(**{**saved, "image_shape": tuple(saved["image_shape"])})
+
+
 def load_model(path: str) -> tuple[nn.Module, dict, ModelCard]:
     """The module, variables and card saved at `path` (a model folder or a run's workdir).
 
@@ -82,8 +88,7 @@ def load_model(path: str) -> tuple[nn.Module, dict, ModelCard]:
             f"No trained model at {path} (no {MODEL_DIR}/{CARD_FILE}).{hint} Train one with "
             "`jaxinv train <config> --workdir DIR` and pass that DIR; a run that did not finish "
             "resumes when its command is rerun.")
-    saved = workdir_lib.read_record(card_path)
-    card = ModelCard(**{**saved, "image_shape": tuple(saved["image_shape"])})
+    card = read_card(path)
     module = card.build()
     # Restored replicated over this machine's devices, whatever devices saved it.
     abstract = jax.tree.map(

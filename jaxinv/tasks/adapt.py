@@ -229,13 +229,12 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
     image_size = config.get("image_size")
     check_domains(data.image_shape(config.dataset, image_size),
                   data.image_shape(block.target, image_size))
-    if config.get("teacher") and "model" in config.teacher:
-        model = models.get_model(config.teacher.model,
-                                 num_classes=data.num_classes(config.dataset))
-        if not callable(getattr(model, "encode", None)):
-            raise ValueError(f"teacher.model={config.teacher.model!r} has no encoder/classifier "
-                             "split for ADDA (an `encode` method and a `head` layer); use "
-                             "model='adda_lenet'.")
+    model_name = _source_model_name(config)
+    model = models.get_model(model_name, num_classes=data.num_classes(config.dataset))
+    if not callable(getattr(model, "encode", None)):
+        raise ValueError(f"The source model {model_name!r} has no encoder/classifier split for "
+                         "ADDA (an `encode` method and a `head` layer); use "
+                         "teacher.model='adda_lenet'.")
     if block.discriminator_input not in DISCRIMINATOR_INPUTS:
         raise ValueError(f"adapt.discriminator_input must be one of {DISCRIMINATOR_INPUTS}, "
                          f"got {block.discriminator_input!r}.")
@@ -253,6 +252,13 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
     sizes = [num_examples, block.target_sample]
     train.check_fit_config(block, min((size for size in sizes if size is not None),
                                       default=None), where="adapt.")
+
+
+def _source_model_name(config: ml_collections.ConfigDict) -> str:
+    """The registry name of the source model: the `teacher_workdir`'s, else `teacher.model`."""
+    if config.get("teacher_workdir"):
+        return saved_model.read_card(config.teacher_workdir).model
+    return config.teacher.model
 
 
 def _target_train_images(config: ml_collections.ConfigDict) -> np.ndarray:
@@ -312,7 +318,7 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
                                   config=block, workdir=folder, head_name=teacher.head_name)
             saved_model.save_model(
                 os.path.join(folder, saved_model.MODEL_DIR),
-                saved_model.ModelCard(model=config.teacher.model,
+                saved_model.ModelCard(model=_source_model_name(config),
                                       num_classes=teacher.num_classes,
                                       image_shape=teacher.image_shape, dataset=block.target,
                                       image_size=teacher.image_shape[0]), adapted[name])
