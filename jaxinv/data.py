@@ -297,6 +297,27 @@ def iterate_streams(streams: Mapping[str, Mapping[str, np.ndarray]], batch_size:
             for batches in zip(*iterators, strict=True))
 
 
+def padded_batches(arrays: Mapping[str, np.ndarray], batch_size: int,
+                   mesh: Mesh | None = None) -> Iterator[tuple[dict[str, jax.Array], int]]:
+    """Yields `(batch, num_real)`: `arrays` in order, `batch_size` rows at a time, sharded.
+
+    The last batch is zero-padded up to `batch_size`, so that a jitted function over the
+    batches compiles once; only its first `num_real` rows are real. For evaluation, where every
+    example is seen once; training batches come from :func:`iterate_batches`.
+    """
+    parallel.check_divisible(batch_size, "eval batch_size", mesh)
+    num_examples = len(next(iter(arrays.values())))
+    for start in range(0, num_examples, batch_size):
+        batch = {name: np.asarray(value[start:start + batch_size])
+                 for name, value in arrays.items()}
+        num_real = min(batch_size, num_examples - start)
+        if num_real < batch_size:
+            batch = {name: np.concatenate([value, np.zeros((batch_size - num_real,
+                                                            *value.shape[1:]), value.dtype)])
+                     for name, value in batch.items()}
+        yield parallel.shard_batch(batch, mesh), num_real
+
+
 def _generate_batches(arrays: dict[str, np.ndarray], num_examples: int, batch_size: int,
                       seed: int | tuple[int, ...], start_step: int, num_steps: int | None,
                       steps_per_epoch: int, mesh: Mesh | None) -> Iterator[dict[str, jax.Array]]:

@@ -210,17 +210,11 @@ def predict_logits(model: nn.Module, variables: dict, images: np.ndarray,
 
     The last batch is padded up to `batch_size` so that only one shape is ever compiled.
     """
-    parallel.check_divisible(batch_size, "eval batch_size")
     variables = parallel.replicate(variables)
     outputs = []
-    for start in range(0, len(images), batch_size):
-        batch = np.asarray(images[start:start + batch_size], np.float32)
-        num_real = len(batch)
-        if num_real < batch_size:
-            batch = np.concatenate([batch, np.zeros((batch_size - num_real, *batch.shape[1:]),
-                                                    np.float32)])
-        logits = _predict(model, variables, parallel.shard_batch(batch))
-        outputs.append(np.asarray(logits)[:num_real])
+    for batch, num_real in data.padded_batches({"images": np.asarray(images, np.float32)},
+                                               batch_size):
+        outputs.append(np.asarray(_predict(model, variables, batch["images"]))[:num_real])
     return np.concatenate(outputs)
 
 

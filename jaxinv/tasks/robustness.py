@@ -62,18 +62,12 @@ def attacked_predictions(model: nn.Module, variables: dict, images: np.ndarray,
     variables = parallel.replicate(variables)
     rng = jax.random.key(seed)
     predictions = []
-    for index, start in enumerate(range(0, len(images), batch_size)):
-        batch_images = np.asarray(images[start:start + batch_size], np.float32)
-        batch_labels = np.asarray(labels[start:start + batch_size], np.int32)
-        num_real = len(batch_images)
-        pad = batch_size - num_real
-        if pad:
-            batch_images = np.concatenate([batch_images, np.zeros((pad, *images.shape[1:]),
-                                                                  np.float32)])
-            batch_labels = np.concatenate([batch_labels, np.zeros(pad, np.int32)])
+    batches = data.padded_batches({"images": np.asarray(images, np.float32),
+                                   "labels": np.asarray(labels, np.int32)}, batch_size)
+    for index, (batch, num_real) in enumerate(batches):
         predicted = _attacked_predictions(
-            model, config, variables, parallel.shard_batch(batch_images),
-            parallel.shard_batch(batch_labels), parallel.replicate(jax.random.fold_in(rng, index)))
+            model, config, variables, batch["images"], batch["labels"],
+            parallel.replicate(jax.random.fold_in(rng, index)))
         predictions.append(np.asarray(predicted)[:num_real])
     return np.concatenate(predictions)
 
