@@ -100,8 +100,9 @@ _FILE_SPECS["svhn_gray"] = _FileSpec(**_SVHN, grayscale=True)
 # ITU-R BT.601 luma weights, as tf.image.rgb_to_grayscale (which ADDA's code uses).
 _LUMA = np.array([0.2989, 0.5870, 0.1140], np.float32)
 
-_DIGITS_SIZE = 8
 _SUBSAMPLE_STREAM = 1  # keeps subsample's draws apart from the batch permutations of a seed
+
+_DIGITS_SIZE = 8
 _DIGITS_MAX_VALUE = 16.0  # load_digits stores integer intensities 0..16
 _DIGITS_SPLIT_SEED = 0
 _DIGITS_TEST_FRACTION = 0.2
