@@ -90,6 +90,18 @@ _FILE_SPECS: dict[str, _FileSpec] = {
         },
     ),
 }
+_CIFAR100_NAMES = tuple("""apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl
+boy bridge bus butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach
+couch crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo
+keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse
+mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy
+porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail
+snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger
+tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split())
+# CIFAR-100 (fine labels) is not in shared/data either: tensorflow-datasets' cifar100.
+_FILE_SPECS["cifar100"] = _FileSpec(
+    files={"train": "cifar100.npz", "test": "cifar100.npz"}, stored_shape=(32, 32, 3),
+    class_names=_CIFAR100_NAMES, default_image_size=32, tfds_name="cifar100", notes={})
 # SVHN is not in shared/data; it comes from tensorflow-datasets' svhn_cropped (or an npz file
 # of that layout). `svhn_gray` serves it as one channel, as ADDA adapts SVHN -> MNIST.
 _SVHN = dict(files={"train": "svhn.npz", "test": "svhn.npz"}, stored_shape=(32, 32, 3),
@@ -233,6 +245,35 @@ def subsample(dataset: Dataset, num_examples: int, seed: int) -> Dataset:
     return dataclasses.replace(dataset, images=dataset.images[keep], labels=dataset.labels[keep],
                                note="; ".join(filter(None, [dataset.note, (
                                    f"{num_examples} examples sampled with seed {seed}")])))
+
+
+def check_classes(classes, num_classes: int, what: str = "classes") -> tuple[int, ...]:
+    """`classes` as a tuple of distinct class ids in [0, num_classes), or a clear error."""
+    classes = tuple(classes)
+    if not classes:
+        raise ValueError(f"{what} is empty; name at least one class.")
+    unknown = [c for c in classes if not (isinstance(c, int) and 0 <= c < num_classes)]
+    if unknown:
+        raise ValueError(f"{what} names {unknown}, which are not classes of a dataset with "
+                         f"{num_classes} classes (ids 0 to {num_classes - 1}).")
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        raise ValueError(f"{what} names {repeated} more than once; name each class once.")
+    return classes
+
+
+def select_classes(dataset: Dataset, classes) -> Dataset:
+    """The examples of `classes` only, relabelled by position: class `classes[j]` becomes label
+    j, and `class_names` follow (a model over a subset of classes, e.g. one incremental step).
+    """
+    classes = check_classes(classes, dataset.num_classes)
+    position = np.full(dataset.num_classes, -1, np.int32)
+    position[list(classes)] = np.arange(len(classes), dtype=np.int32)
+    keep = np.flatnonzero(position[dataset.labels] >= 0)
+    return dataclasses.replace(dataset, images=dataset.images[keep],
+                               labels=position[dataset.labels[keep]],
+                               num_classes=len(classes),
+                               class_names=tuple(dataset.class_names[c] for c in classes))
 
 
 def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:

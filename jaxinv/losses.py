@@ -76,3 +76,30 @@ def total_variation_l2(images: jax.Array) -> jax.Array:
     down = jnp.diff(images, axis=-3)
     right = jnp.diff(images, axis=-2)
     return jnp.sum(down**2, axis=(-3, -2, -1)) + jnp.sum(right**2, axis=(-3, -2, -1))
+
+
+def double_distillation_loss(logits: jax.Array, old_logits: jax.Array,
+                             new_logits: jax.Array) -> jax.Array:
+    """Mean squared error from a consolidated model's logits to its two teachers', centred.
+
+    The target concatenates the old model's logits over the old classes and the new model's
+    over the new classes, each minus its own mean over its own classes (the class axis), so
+    that the two heads' arbitrary offsets do not bias either side.
+
+    Args:
+      logits: (N, K_old + K_new) of the consolidated model.
+      old_logits: (N, K_old); new_logits: (N, K_new); treated as constants.
+
+    Returns:
+      Scalar mean over examples and classes, ≥ 0.
+
+    References:
+      Zhang et al., "Class-incremental Learning via Deep Model Consolidation", WACV 2020,
+      Eq. 4; Nayak et al., "Mining Data Impressions ...", TPAMI 2021, §4.3.
+    """
+    def centred(x):
+        x = jax.lax.stop_gradient(x)
+        return x - x.mean(axis=-1, keepdims=True)
+
+    target = jnp.concatenate([centred(old_logits), centred(new_logits)], axis=-1)
+    return jnp.mean((logits - target) ** 2)

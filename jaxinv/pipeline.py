@@ -45,8 +45,18 @@ def teacher_training_config(config: ml_collections.ConfigDict) -> ml_collections
     with teacher.unlocked():
         teacher.dataset = config.dataset
         teacher.image_size = config.get("image_size")
-        teacher.num_classes = data.num_classes(config.dataset)
+        teacher.num_classes = len(teacher_classes(config) or range(
+            data.num_classes(config.dataset)))
     return teacher
+
+
+def teacher_classes(config: ml_collections.ConfigDict) -> tuple[int, ...] | None:
+    """The dataset's classes the run's teacher outputs, in order (None: all of them): the
+    `teacher_workdir` model's, else the `teacher` block's `classes`."""
+    if config.get("teacher_workdir"):
+        return saved_model.read_card(config.teacher_workdir).classes
+    classes = config.teacher.get("classes")
+    return None if classes is None else tuple(classes)
 
 
 def teacher_store_path(training_config: ml_collections.ConfigDict) -> str:
@@ -60,7 +70,8 @@ def teacher_store_path(training_config: ml_collections.ConfigDict) -> str:
 def check_teacher_fits(teacher: Teacher, config: ml_collections.ConfigDict, where: str) -> None:
     """Refuses a teacher trained on another dataset, image shape or number of classes."""
     image_shape = data.image_shape(config.dataset, config.get("image_size"))
-    num_classes = data.num_classes(config.dataset)
+    classes = teacher_classes(config)
+    num_classes = len(classes) if classes else data.num_classes(config.dataset)
     problems = []
     if teacher.dataset and teacher.dataset != config.dataset:
         problems.append(f"it was trained on {teacher.dataset}, but this run's dataset is "
@@ -70,8 +81,8 @@ def check_teacher_fits(teacher: Teacher, config: ml_collections.ConfigDict, wher
                         f"{config.dataset} images at image_size={config.get('image_size')} "
                         f"have shape {image_shape}")
     if teacher.num_classes != num_classes:
-        problems.append(f"it has {teacher.num_classes} classes, but {config.dataset} has "
-                        f"{num_classes}")
+        problems.append(f"it has {teacher.num_classes} classes, but {config.dataset} (classes "
+                        f"{classes or 'all'}) has {num_classes}")
     if problems:
         raise ValueError(f"The teacher at {where} does not fit this run: " + "; ".join(problems)
                          + f". Pass --config.dataset={teacher.dataset or '<its dataset>'} to "
@@ -115,7 +126,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             f"--config.tuned_for={config.dataset} to run these settings on {config.dataset} "
             "as they are.")
     image_shape = data.image_shape(config.dataset, config.get("image_size"))
-    num_classes = data.num_classes(config.dataset)
     task = tasks.get_task_module(config.get("task", ""))
     if config.task not in config:
         raise ValueError(f"task={config.task!r} reads its settings from a `{config.task}` block, "
@@ -124,6 +134,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         check_teacher_fits(load_teacher(config.teacher_workdir), config, config.teacher_workdir)
     else:
         train.check_train_config(teacher_training_config(config))
+    num_classes = len(teacher_classes(config) or range(data.num_classes(config.dataset)))
     num_examples = synthesis.check_config(config.synthesis, image_shape, num_classes)
     task.check_config(config, num_examples)
 
@@ -160,7 +171,8 @@ def _run_stages(config: ml_collections.ConfigDict, workdir: str) -> dict:
     seconds: dict[str, float] = {}
     with _timed(seconds, "teacher"):
         teacher, teacher_path = obtain_teacher(config)
-        test = data.load_dataset(config.dataset, "test", image_size=config.get("image_size"))
+        test = train.load_classes(config.dataset, "test", config.get("image_size"),
+                                  teacher_classes(config))
         teacher_accuracy = train.evaluate(teacher.model, teacher.variables, test.images,
                                           test.labels)["accuracy"]
     method_module = synthesis.get_method_module(config.synthesis.method)

@@ -32,12 +32,14 @@ class ModelCard:
       image_shape: (H, W, C) of the images it takes, values in [0, 1].
       dataset: the dataset it was trained on ("" when unknown).
       image_size: the side the dataset was resized to for it (its preprocessing).
+      classes: the dataset's classes its outputs stand for, in order (None: all of them).
     """
     model: str
     num_classes: int
     image_shape: tuple[int, int, int]
     dataset: str = ""
     image_size: int | None = None
+    classes: tuple[int, ...] | None = None
 
     def build(self) -> nn.Module:
         """The unbound module."""
@@ -66,7 +68,9 @@ def is_saved_model(path: str) -> bool:
 def read_card(path: str) -> ModelCard:
     """The card of the complete saved model at `path`, without reading its variables."""
     saved = workdir_lib.read_record(os.path.join(os.path.abspath(model_dir(path)), CARD_FILE))
-    return ModelCard(**{**saved, "image_shape": tuple(saved["image_shape"])})
+    classes = saved.get("classes")
+    return ModelCard(**{**saved, "image_shape": tuple(saved["image_shape"]),
+                        "classes": None if classes is None else tuple(classes)})
 
 
 def load_model(path: str) -> tuple[nn.Module, dict, ModelCard]:

@@ -332,16 +332,33 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
     if config.get("train_sample") is not None and not is_count(config.train_sample):
         raise ValueError(f"train_sample must be None (all) or a whole number ≥ 1 of training "
                          f"images to draw, got {config.train_sample!r}.")
+    if config.get("classes") is not None:
+        classes = data.check_classes(config.classes, data.num_classes(config.dataset), "classes")
+        if config.num_classes != len(classes):
+            raise ValueError(f"num_classes = {config.num_classes} but classes names "
+                             f"{len(classes)}; a model over a subset of classes has one output "
+                             "per class it names.")
     augment.from_config(config.get("augment", {}))
     adversarial_training.from_config(config.get("adversarial"))
 
 
 def training_set(dataset: str, image_size: int | None, *, limit: int | None = None,
-                 sample: int | None = None, seed: int = 0) -> data.Dataset:
-    """The training split a `jaxinv train` config trains on: its first `limit` images, of
-    which `sample` are drawn at random with `seed` (None: all)."""
+                 sample: int | None = None, seed: int = 0, classes=None) -> data.Dataset:
+    """The training split a `jaxinv train` config trains on: its first `limit` images, those
+    of `classes` only (relabelled by position; None: all), of which `sample` are drawn at
+    random with `seed` (None: all)."""
     train_set = data.load_dataset(dataset, "train", image_size=image_size, limit=limit)
+    if classes is not None:
+        train_set = data.select_classes(train_set, classes)
     return data.subsample(train_set, sample, seed) if sample else train_set
+
+
+def load_classes(dataset: str, split: str, image_size: int | None, classes=None
+                 ) -> data.Dataset:
+    """A split of `dataset` with the examples of `classes` only, relabelled by position
+    (None: all classes)."""
+    loaded = data.load_dataset(dataset, split, image_size=image_size)
+    return loaded if classes is None else data.select_classes(loaded, classes)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -358,8 +375,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     model = models.get_model(config.model, num_classes=config.num_classes)
     train_set = training_set(config.dataset, config.get("image_size"),
                              limit=config.get("train_limit"), sample=config.get("train_sample"),
-                             seed=config.seed)
-    test = data.load_dataset(config.dataset, "test", image_size=config.get("image_size"))
+                             seed=config.seed, classes=config.get("classes"))
+    test = load_classes(config.dataset, "test", config.get("image_size"), config.get("classes"))
     check_fit_config(config, len(train_set.images))
     image_shape = tuple(train_set.images.shape[1:])
     resumed = workdir_lib.open_workdir(workdir, config)
@@ -381,7 +398,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         os.path.join(workdir, saved_model.MODEL_DIR),
         saved_model.ModelCard(model=config.model, num_classes=config.num_classes,
                               image_shape=image_shape, dataset=config.dataset,
-                              image_size=image_shape[0]), variables)
+                              image_size=image_shape[0], classes=config.get("classes")),
+        variables)
     results = {
         "model": config.model, "dataset": config.dataset, "dataset_note": test.note,
         "test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"],

@@ -174,7 +174,8 @@ def describe(teacher: Teacher, transfer_set, test, figures_dir: str) -> dict:
 
     results = {"target_argmax_is_drawn_class": float(np.mean(
         transfer_set.targets.argmax(-1) == transfer_set.metadata["class"]))}
-    if transfer_set.method != "data_impressions":
+    if transfer_set.method != "data_impressions" or teacher.num_classes < 3:
+        # Two classes have one off-diagonal similarity: no correlation to measure.
         return results
     features_fn = jax.jit(teacher.features)
     features = np.concatenate([np.asarray(features_fn(test.images[i:i + 1000]))
