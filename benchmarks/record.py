@@ -9,6 +9,7 @@
   python benchmarks/record.py uap_mnist            # Table 10 (also uap_fashion_mnist)
   python benchmarks/record.py table7_usps_mnist    # Table 7, three seeds (also _mnist_usps)
   python benchmarks/record.py adapt_beta_ablation  # §4.2.3's β ablation, both directions
+  python benchmarks/record.py continual_mnist      # Fig. 8's protocol (also _fashion_mnist)
   python benchmarks/record.py headline             # only rewrite the headline tables
 
 Each experiment is one `jaxinv` command with a fixed workdir under runs/ (a finished workdir
@@ -80,6 +81,13 @@ for _direction, _label in _DIRECTIONS.items():
                 f"jaxinv run adapt.py:{_direction}{_suffix} --workdir runs/{_name} "
                 f"--config.seed={_seed}{_references}",
                 f"Table 7: {_label}, ADDA with DIs of {_betas}, seed {_seed}")
+_CONTINUAL_DATASETS = ("mnist", "fashion_mnist")
+_CONTINUAL_SEEDS = (0, 1, 2)
+for _dataset in _CONTINUAL_DATASETS:
+    for _seed in _CONTINUAL_SEEDS:
+        EXPERIMENTS[f"continual_{_dataset}_seed{_seed}"] = (
+            f"jaxinv run continual.py:{_dataset} --workdir runs/continual_{_dataset}_seed{_seed} "
+            f"--config.seed={_seed}", f"Fig. 8's protocol on {_dataset}, seed {_seed}")
 # Sections recorded together by one command: Table 4's rows of one dataset; Table 7's seeds of
 # one direction; the β ablation of §4.2.3.
 GROUPS = {f"table4_{dataset}": (f"robustness_{dataset}", f"robustness_{dataset}_robust")
@@ -87,6 +95,9 @@ GROUPS = {f"table4_{dataset}": (f"robustness_{dataset}", f"robustness_{dataset}_
 GROUPS.update({f"table7_{direction}": tuple(f"adapt_{direction}_seed{seed}"
                                             for seed in _ADAPT_SEEDS)
                for direction in _DIRECTIONS})
+GROUPS.update({f"continual_{dataset}": tuple(f"continual_{dataset}_seed{seed}"
+                                              for seed in _CONTINUAL_SEEDS)
+               for dataset in _CONTINUAL_DATASETS})
 GROUPS["adapt_beta_ablation"] = tuple(f"adapt_{direction}_high_beta_seed{seed}"
                                       for direction in _DIRECTIONS for seed in _ADAPT_SEEDS)
 TEACHERS = {"teacher_mnist_plain": "mnist_plain", "teacher_fashion_mnist": "fashion_mnist",
@@ -370,6 +381,64 @@ def table7() -> str | None:
     return text
 
 
+_CONTINUAL_METHODS = {"dual_distillation": "DIs + dual distillation (ours)",
+                      "lwf": "LwF", "finetune": "fine-tuning",
+                      "fixed_representation": "fixed representation",
+                      "joint": "joint training on all real data (upper bound)"}
+
+
+def fig8(dataset: str) -> str | None:
+    """Fig. 8's protocol on `dataset`: accuracy per step and method (all / old / new classes),
+    mean ± sd over seeds, the curve of accuracy against classes seen, and the finding."""
+    runs = [_load(f"continual_{dataset}_seed{seed}") for seed in _CONTINUAL_SEEDS]
+    if any(entry is None for entry in runs):
+        return None
+    figures_of = [entry["results"]["continual"] for entry in runs]
+    num_seen = figures_of[0]["num_classes_seen"]
+    rows, curves, ahead = [], {}, []
+    for method, label in _CONTINUAL_METHODS.items():
+        curves[label] = []
+        for step, seen in enumerate(num_seen):
+            cells = []
+            for part in ("all", "old", "new"):
+                values = [f["accuracy"][method][step][part] for f in figures_of]
+                if values[0] is None:
+                    cells.append("—")
+                    continue
+                mean, sd = _seed_summary(values)
+                cells.append(f"{mean:.2f} ± {sd:.2f}")
+                if part == "all":
+                    curves[label].append(mean)
+            if step:
+                rows.append((step, seen, label, *cells))
+    for step in range(1, len(num_seen)):
+        ours = _seed_summary([f["accuracy"]["dual_distillation"][step]["all"]
+                              for f in figures_of])
+        beaten = all(ours[0] - ours[1] > _seed_summary(
+            [f["accuracy"][baseline][step]["all"] for f in figures_of])[0]
+            + _seed_summary([f["accuracy"][baseline][step]["all"] for f in figures_of])[1]
+            for baseline in ("lwf", "finetune", "fixed_representation"))
+        ahead.append(f"step {step}: {'yes' if beaten else 'no'}")
+    figure = os.path.join("benchmarks", "figures", f"fig8_{dataset}.png")
+    figures_lib.accuracy_curves(num_seen, curves, os.path.join(REPO, figure),
+                                xlabel="number of classes seen",
+                                ylabel="test accuracy on classes seen (%)",
+                                title=f"Class-incremental {dataset}, mean of "
+                                      f"{len(runs)} seeds")
+    return (f"## Fig. 8 protocol ({dataset}): class-incremental learning, test accuracy %\n\n"
+            f"Recorded {runs[0]['date']} on {runs[0]['processor']} by `python "
+            f"benchmarks/record.py continual_{dataset}` (seeds {list(_CONTINUAL_SEEDS)}, e.g. "
+            f"`{runs[0]['command']}`). LeNet-5, classes 0-1 first, then steps of two classes; "
+            f"mean ± sd over seeds on the test images of the classes seen so far (old: seen "
+            f"before the step; new: added by it). Sizes: continual.py's docstring. The paper "
+            f"reports CIFAR-100 only (Fig. 8, a plot): there is no figure of its to compare "
+            f"with on {dataset}.\n\n"
+            + report.markdown_table(["step", "classes seen", "method", "all", "old", "new"], rows)
+            + "\n\nDIs with dual distillation beat LwF, fine-tuning and fixed representation "
+            f"by more than the seeds' spread: {'; '.join(ahead)} (paper, CIFAR-100: at every "
+            f"step).\n\n![accuracy against classes seen]({figure})")
+
+
 def _nested(tree: dict, keys: tuple[str, ...]):
     for key in keys:
         tree = tree[key]
@@ -403,7 +472,8 @@ def write_benchmarks() -> None:
     """Rewrites BENCHMARKS.md: the headline, then one section per recorded result file."""
     sections = [headline()]
     sections += [table for table in (table4("mnist"), table4("fashion_mnist"),
-                                     table10("mnist"), table10("fashion_mnist"), table7())
+                                     table10("mnist"), table10("fashion_mnist"), table7(),
+                                     fig8("mnist"), fig8("fashion_mnist"))
                            if table]
     for path in sorted(glob.glob(os.path.join(RESULTS, "*.json"))):
         section = os.path.splitext(os.path.basename(path))[0]

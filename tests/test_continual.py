@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from tfds_mock import prepare_tfds_metadata
 
 from jaxinv import losses, pipeline, saved_model
 from jaxinv.tasks import continual
-from tfds_mock import prepare_tfds_metadata
 
 
 @pytest.fixture(autouse=True)
