@@ -436,3 +436,17 @@ def test_iterate_batches_errors_are_raised_at_the_call():
         data.iterate_batches(arrays, 8, seed=0, start_step=-1, mesh=cpu_mesh)
     with pytest.raises(ValueError, match="num_steps must be non-negative"):
         data.iterate_batches(arrays, 8, seed=0, num_steps=-1, mesh=cpu_mesh)
+
+
+def test_select_classes_relabels_by_position_and_checks_classes(real_data):
+    mnist = data.load_dataset("mnist", "test", limit=2000)
+    subset = data.select_classes(mnist, (7, 2))
+    assert subset.num_classes == 2 and subset.class_names == ("7", "2")
+    np.testing.assert_array_equal(np.sort(np.unique(subset.labels)), [0, 1])
+    assert np.sum(subset.labels == 0) == np.sum(mnist.labels == 7)
+    np.testing.assert_array_equal(subset.images[subset.labels == 1],
+                                  mnist.images[mnist.labels == 2])
+    for classes, message in (((1, 1), "more than once"), ((3, 10), "not classes"),
+                             ((), "is empty")):
+        with pytest.raises(ValueError, match=message):
+            data.select_classes(mnist, classes)

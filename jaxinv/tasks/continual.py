@@ -246,9 +246,12 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
                          "and one incremental step.")
     flat = [c for step in steps for c in step]
     data.check_classes(flat, num_classes, "continual.steps (all steps together)")
-    if tuple(config.teacher.get("classes") or ()) != steps[0]:
-        raise ValueError(f"The teacher is the model of the first step: set teacher.classes = "
-                         f"{steps[0]} (it is {config.teacher.get('classes')}).")
+    model_name, first_classes = _first_model(config)
+    if first_classes != steps[0]:
+        raise ValueError(f"The teacher is the model of the first step: it must be trained on "
+                         f"classes {steps[0]} (teacher.classes = {steps[0]}), but its classes "
+                         f"are {first_classes}.")
+    models.get_model(model_name)
     unknown = [m for m in block.methods if m not in METHODS]
     if unknown or not block.methods:
         raise ValueError(f"continual.methods {list(block.methods)} must name some of {METHODS}.")
@@ -272,6 +275,16 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
         raise ValueError("continual.eval_batch_size must be a whole number ≥ 1.")
 
 
+def _first_model(config: ml_collections.ConfigDict) -> tuple[str, tuple[int, ...] | None]:
+    """The registry name and classes of the first step's model, the run's teacher: the
+    `teacher_workdir` model's card, else the `teacher` block."""
+    if config.get("teacher_workdir"):
+        card = saved_model.read_card(config.teacher_workdir)
+        return card.model, card.classes
+    classes = config.teacher.get("classes")
+    return config.teacher.model, None if classes is None else tuple(classes)
+
+
 def _impressions(config: ml_collections.ConfigDict, model_fn, variables: dict,
                  image_shape, num_old: int, step: int, workdir: str) -> np.ndarray:
     """DIs of the `num_old` old classes from the previous model, the budget shared by them."""
@@ -293,8 +306,10 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
     test_full = data.load_dataset(config.dataset, "test", image_size=image_size)
     image_shape = teacher.image_shape
 
+    model_name = _first_model(config)[0]
+
     def model_fn(num_classes):
-        return models.get_model(config.teacher.model, num_classes=num_classes)
+        return models.get_model(model_name, num_classes=num_classes)
 
     current = {method: teacher.variables for method in block.methods}
     first_test = data.select_classes(test_full, steps[0])
@@ -330,7 +345,7 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
                                               train_seen.labels[is_new], block=block,
                                               workdir=folder)
                 saved_model.save_model(model_path, saved_model.ModelCard(
-                    model=config.teacher.model, num_classes=len(seen), image_shape=image_shape,
+                    model=model_name, num_classes=len(seen), image_shape=image_shape,
                     dataset=config.dataset, image_size=image_shape[0], classes=tuple(seen)),
                     variables)
                 current[method] = variables
