@@ -260,11 +260,18 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
         raise ValueError(f"continual.di_budget = {block.di_budget!r} is smaller than the "
                          f"{largest_old} old classes of the last step; each old class needs "
                          "at least one Data Impression.")
-    expected = block.di_budget // len(steps[0])
+    expected = step_synthesis(config, len(steps[0]), 1).num_per_class
     if config.synthesis.num_per_class != expected:
-        raise ValueError(f"synthesis.num_per_class must be di_budget // {len(steps[0])} = "
-                         f"{expected} (the first step's share), got "
-                         f"{config.synthesis.num_per_class}.")
+        raise ValueError(f"synthesis.num_per_class must be the first step's share of "
+                         f"di_budget, {expected}, got {config.synthesis.num_per_class}.")
+    image_shape = data.image_shape(config.dataset, config.get("image_size"))
+    for index in range(2, len(steps)):
+        num_old = sum(len(step) for step in steps[:index])
+        try:
+            synthesis.check_config(step_synthesis(config, num_old, index), image_shape, num_old)
+        except ValueError as err:
+            raise ValueError(f"The DIs of step {index} ({block.di_budget} shared by {num_old} "
+                             f"old classes) cannot be made: {err}") from err
     for name in ("train", "consolidate"):
         missing = [key for key in FIT_KEYS if key not in block[name]]
         if missing:
@@ -285,14 +292,23 @@ def _first_model(config: ml_collections.ConfigDict) -> tuple[str, tuple[int, ...
     return config.teacher.model, None if classes is None else tuple(classes)
 
 
+def step_synthesis(config: ml_collections.ConfigDict, num_old: int,
+                   step: int) -> ml_collections.ConfigDict:
+    """The `synthesis` block of step `step`: `di_budget` shared by `num_old` classes (rounded
+    down to a multiple of the number of βs, which share each class's DIs equally)."""
+    block = config.synthesis.copy_and_resolve_references()
+    share = len(block.get("betas", ())) if block.get("kind") == "dirichlet" else 1
+    block.num_per_class = config.continual.di_budget // num_old // share * share
+    block.seed = config.synthesis.seed + step
+    return block
+
+
 def _impressions(config: ml_collections.ConfigDict, model_fn, variables: dict,
                  image_shape, num_old: int, step: int, workdir: str) -> np.ndarray:
     """DIs of the `num_old` old classes from the previous model, the budget shared by them."""
-    block = config.synthesis.copy_and_resolve_references()
-    block.num_per_class = config.continual.di_budget // num_old
-    block.seed = config.synthesis.seed + step
     teacher = from_module(model_fn(num_old), variables, image_shape, dataset=config.dataset)
-    return synthesis.synthesize_from_config(teacher, block, workdir).images
+    return synthesis.synthesize_from_config(teacher, step_synthesis(config, num_old, step),
+                                            workdir).images
 
 
 def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: TransferSet,
