@@ -49,7 +49,7 @@ def _error_line(capsys) -> str:
     ("--config.synthesis.betas=oops", "--config.synthesis.betas=oops"),
     # Values the pipeline refuses.
     ("--config.synthesis.method=deep_dream", "choose from ['impressions'"),
-    ("--config.dataset=svhn", "Unknown dataset 'svhn'"),
+    ("--config.dataset=imagenet", "Unknown dataset 'imagenet'"),
     ("--config.distill.student=resnet1000", "resnet1000"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(override, message, tmp_path,

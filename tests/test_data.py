@@ -143,9 +143,9 @@ def test_digits_split_is_deterministic_stratified_and_disjoint(no_data):
 
 
 def test_default_image_sizes():
-    assert [data.default_image_size(name) for name in data.DATASET_NAMES] == [32] * 6 + [8]
-    assert set(data.DATASET_NAMES) == {"mnist", "fashion_mnist", "usps", "cifar10", "svhn",
-                                       "svhn_gray", "digits"}
+    assert [data.default_image_size(name) for name in data.DATASET_NAMES] == [32] * 7 + [8]
+    assert set(data.DATASET_NAMES) == {"mnist", "fashion_mnist", "usps", "cifar10", "cifar100",
+                                       "svhn", "svhn_gray", "digits"}
 
 
 def test_image_shape_and_num_classes_match_loaded_data_without_reading(real_data):
