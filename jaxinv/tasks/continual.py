@@ -16,8 +16,9 @@ own DIs from the consolidated model with the run's `synthesis` block.
 Baselines (Fig. 8), with the same model, budgets and class order:
   finetune: the previous model, its head widened, trained on the new classes' data;
   fixed_representation: the same with everything but the new head rows frozen;
-  lwf: Learning without Forgetting, cross-entropy on the new data plus distillation (τ = 2)
-    of the previous model's outputs on the old classes;
+  lwf: Learning without Forgetting: cross-entropy of the new classes' outputs on the new
+    data plus distillation (τ = 2) of the previous model's responses into the old classes'
+    outputs; prediction is the argmax over all outputs;
   joint: trained from scratch on all real data of every class seen so far (the upper bound;
     the one method that reads old-class data).
 
@@ -208,10 +209,12 @@ def baseline_step(method: str, model_fn, previous: dict, images: np.ndarray,
         old_apply = models.apply_fn(model_fn(num_old))
 
         def lwf_loss(logits, batch, context):
-            return losses.cross_entropy(logits, batch["labels"]) + block.lwf_weight * (
-                losses.distillation_loss(logits[:, :num_old],
-                                         old_apply(context, batch["images"]),
-                                         block.lwf_temperature))
+            # Li and Hoiem's two terms: the new classes' outputs learn the labels, the old
+            # classes' outputs keep the old model's responses; neither sees the other's.
+            return losses.cross_entropy(logits[:, num_old:], batch["labels"] - num_old) + (
+                block.lwf_weight * losses.distillation_loss(
+                    logits[:, :num_old], old_apply(context, batch["images"]),
+                    block.lwf_temperature))
 
         return _train(module, init, images, lwf_loss, block.train, block.seed, workdir,
                       context=previous, labels=labels, desc="lwf")
