@@ -228,20 +228,15 @@ def resize_images(images: np.ndarray, image_size: int) -> np.ndarray:
     return np.clip(resized.transpose(0, 2, 3, 1), 0.0, 1.0)
 
 
-def subsample_indices(total: int, num_examples: int, seed: int) -> np.ndarray:
-    """Sorted indices (num_examples,) drawn from [0, total) without replacement, seeded: the
-    rows :func:`subsample` keeps."""
-    if not is_count(num_examples) or num_examples > total:
-        raise ValueError(f"Cannot sample {num_examples!r} examples from {total}; ask for a "
-                         f"whole number between 1 and {total}.")
-    return np.sort(np.random.default_rng([seed, _SUBSAMPLE_STREAM]).choice(
-        total, num_examples, replace=False))
-
-
 def subsample(dataset: Dataset, num_examples: int, seed: int) -> Dataset:
     """`num_examples` examples of `dataset` drawn at random without replacement, seeded, in
     their original order (the ADDA protocol's 2,000 MNIST or 1,800 USPS training images)."""
-    keep = subsample_indices(len(dataset.labels), num_examples, seed)
+    total = len(dataset.labels)
+    if not is_count(num_examples) or num_examples > total:
+        raise ValueError(f"Cannot sample {num_examples!r} examples from {total}; ask for a "
+                         f"whole number between 1 and {total}.")
+    keep = np.sort(np.random.default_rng([seed, _SUBSAMPLE_STREAM]).choice(
+        total, num_examples, replace=False))
     return dataclasses.replace(dataset, images=dataset.images[keep], labels=dataset.labels[keep],
                                note="; ".join(filter(None, [dataset.note, (
                                    f"{num_examples} examples sampled with seed {seed}")])))
