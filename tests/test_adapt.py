@@ -8,8 +8,7 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
-from tfds_mock import prepare_tfds_metadata
+from tfds_mock import mocked_tfds
 
 from jaxinv import data, models, pipeline, saved_model, synthesis, train
 from jaxinv.synthesis import impressions
@@ -189,10 +188,7 @@ def test_smoke_config_runs_end_to_end(smoke_config_of, tmp_path):
 @pytest.mark.slow
 def test_svhn_config_runs_on_mock_svhn(smoke_config_of, tmp_path):
     """SVHN is not in shared/data: its config reads tfds svhn_cropped, mocked here."""
-    tfds_dir = str(tmp_path / "tfds")
-    prepare_tfds_metadata(tfds_dir, "svhn_cropped", num_examples=256)
-    with tfds.testing.mock_data(num_examples=256, policy=tfds.testing.MockPolicy.USE_FILES,
-                                data_dir=tfds_dir):
+    with mocked_tfds(str(tmp_path / "tfds"), "svhn_cropped", num_examples=256):
         results = pipeline.run(smoke_config_of("adapt.py:svhn_mnist_smoke"),
                                str(tmp_path / "run"))
     assert results["dataset"] == "svhn_gray" and results["adapt"]["target"] == "mnist"

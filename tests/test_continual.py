@@ -7,8 +7,7 @@ import chex
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
-from tfds_mock import prepare_tfds_metadata
+from tfds_mock import mocked_tfds
 
 from jaxinv import losses, pipeline, saved_model
 from jaxinv.tasks import continual
@@ -130,10 +129,7 @@ def test_resumed_sequence_ends_with_the_same_models(smoke_run, smoke_config_of, 
 @pytest.mark.slow
 def test_cifar100_smoke_runs_on_mock_data(smoke_config_of, tmp_path):
     """CIFAR-100 is not in shared/data: its config reads tfds cifar100, mocked here."""
-    tfds_dir = str(tmp_path / "tfds")
-    prepare_tfds_metadata(tfds_dir, "cifar100", num_examples=3000)
-    with tfds.testing.mock_data(num_examples=3000, policy=tfds.testing.MockPolicy.USE_FILES,
-                                data_dir=tfds_dir):
+    with mocked_tfds(str(tmp_path / "tfds"), "cifar100", num_examples=3000):
         results = pipeline.run(smoke_config_of("continual.py:cifar100_smoke"),
                                str(tmp_path / "run"))
     assert results["continual"]["num_classes_seen"] == [2, 4]
