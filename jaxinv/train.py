@@ -136,11 +136,12 @@ def apply_model(model: nn.Module, variables: dict, images: jax.Array, *, train: 
 
 def gradient_step(model: nn.Module, tx: optax.GradientTransformation, state: ModelState,
                   images: jax.Array, loss_of_logits: Callable[[jax.Array], jax.Array],
-                  rng: jax.Array) -> tuple[ModelState, dict]:
-    """One optimiser step of `model` on `loss_of_logits(model(images))`, in train mode."""
+                  rng: jax.Array, *, train: bool = True) -> tuple[ModelState, dict]:
+    """One optimiser step of `model` on `loss_of_logits(model(images))`, in train mode unless
+    `train` is False (frozen BatchNorm statistics, no dropout)."""
     def objective(params):
         variables = {"params": params, "batch_stats": state.batch_stats}
-        logits, batch_stats = apply_model(model, variables, images, train=True, rng=rng)
+        logits, batch_stats = apply_model(model, variables, images, train=train, rng=rng)
         return loss_of_logits(logits), batch_stats
 
     (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(state.params)

@@ -339,12 +339,12 @@ def _tsne_figure(teacher: Teacher, adapted: dict, transfer_set: TransferSet,
     rng = np.random.default_rng(0)
     picks = {name: np.sort(rng.choice(size, min(num_points, size), replace=False))
              for name, size in (("source", len(transfer_set)), ("target", len(target_test.labels)))}
-    encode = models.apply_fn(teacher.model)
+    encode = jax.jit(lambda v, x: models.apply_fn(teacher.model)(v, x, method="encode"))
     source_images = transfer_set.images[picks["source"]]
     target_images = target_test.images[picks["target"]]
 
     def features(variables, images):
-        return np.asarray(jax.jit(lambda v, x: encode(v, x, method="encode"))(variables, images))
+        return np.asarray(encode(variables, images))
 
     panels = {
         "before adaptation": (features(teacher.variables, source_images),

@@ -127,19 +127,10 @@ def _train(module: nn.Module, init_variables: dict | None, images: np.ndarray,
         dropout_rng, batch_rng = jax.random.split(rng)
         batch = {**batch, "images": augment.augment_batch(batch_rng, batch["images"],
                                                           augment_config)}
-        state = models_state["model"]
-
-        def objective(params):
-            variables = {"params": params, "batch_stats": state.batch_stats}
-            logits, batch_stats = train.apply_model(module, variables, batch["images"],
-                                                    train=train_mode, rng=dropout_rng)
-            return loss_fn(logits, batch, context), batch_stats
-
-        (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        return {"model": train.ModelState(params=optax.apply_updates(state.params, updates),
-                                          batch_stats=batch_stats, opt_state=opt_state)}, {
-            "loss": loss, "grad_norm": optax.tree.norm(grads)}
+        new_state, measurements = train.gradient_step(
+            module, tx, models_state["model"], batch["images"],
+            lambda logits: loss_fn(logits, batch, context), dropout_rng, train=train_mode)
+        return {"model": new_state}, measurements
 
     arrays = {"images": images} if labels is None else {"images": images, "labels": labels}
     state = train.fit(init_fn, step_fn, arrays, config=fit_config, workdir=workdir,
