@@ -71,12 +71,14 @@ class TrainState:
 
 def make_optimizer(config: ml_collections.ConfigDict,
                    num_steps: int) -> optax.GradientTransformation:
-    """Adam or SGD with a constant, linear or cosine learning rate, from `config.optimizer`.
+    """Adam or SGD with a constant, linear, cosine or one-cycle learning rate.
 
     Args:
-      config: has `name` ("adam" | "sgd"), `learning_rate` > 0, `schedule`
-        ("constant" | "linear" | "cosine"), for SGD `momentum`; optional `weight_decay` ≥ 0
-        and, for Adam, `b1` (default 0.9).
+      config: has `name` ("adam" | "sgd"), `learning_rate` > 0 (the peak, for "onecycle"),
+        `schedule` ("constant" | "linear" | "cosine" | "onecycle"), for SGD `momentum`;
+        optional `weight_decay` ≥ 0 and, for Adam, `b1` (default 0.9). "onecycle" is Smith's
+        schedule with PyTorch's defaults: a cosine warm-up from lr/25 over the first 30 % of
+        the steps, then a cosine decay to lr/25e4 (the learning rate only; momentum is fixed).
       num_steps: total steps, the length of the schedule.
     """
     if not config.learning_rate > 0:
@@ -87,9 +89,13 @@ def make_optimizer(config: ml_collections.ConfigDict,
         lr = optax.linear_schedule(config.learning_rate, 0.0, max(num_steps, 1))
     elif config.schedule == "constant":
         lr = config.learning_rate
+    elif config.schedule == "onecycle":
+        lr = optax.cosine_onecycle_schedule(max(num_steps, 1), config.learning_rate,
+                                            pct_start=0.3, div_factor=25.0,
+                                            final_div_factor=1e4)
     else:
         raise ValueError(f"Unknown optimizer.schedule {config.schedule!r}; "
-                         "use 'constant', 'linear' or 'cosine'.")
+                         "use 'constant', 'linear', 'cosine' or 'onecycle'.")
     weight_decay = config.get("weight_decay", 0.0)
     if config.name == "adam":
         b1 = config.get("b1", 0.9)

@@ -78,7 +78,7 @@ def impressions_method(teacher: Teacher, *, temperature: float = 20.0, num_steps
         bilinearly to the teacher's input (smoother noise, still in [0, 1]); None is the
         paper's pixel-wise noise.
       name: recorded in the TransferSet ("data_impressions" or "class_impressions").
-      micro_batch: see :func:`jaxinv.synthesis.method.grouped_pixel_step`.
+      micro_batch: see :func:`jaxinv.synthesis.method.group_gradients`.
 
     References:
       Nayak et al., TPAMI 2021, eq. 2 and Algorithm 1.

@@ -11,7 +11,8 @@ images, ...) and `state` is any pytree: pixels with their optimiser state, or a 
 weights and latent codes, a memory bank, a student. The engines run it: `engine.py` cuts
 independent examples into sharded, resumable chunks; `rounds.py` carries one state across rounds
 and checkpoints all of it. :func:`grouped_pixel_step` builds `init` and `step` for the common
-case of per-example parameters optimised by gradient descent on a per-group loss.
+case of per-example parameters optimised by gradient descent on a per-group loss;
+:func:`group_gradients` is its gradient half, for methods with their own update rule.
 """
 
 from __future__ import annotations
@@ -79,34 +80,25 @@ def _grouped(tree: Any, group_size: int) -> Any:
                         tree)
 
 
-def grouped_pixel_step(init_params: Callable[[jax.Array, dict], Any],
-                       loss_fn: Callable[[Any, Any, dict, jax.Array], jax.Array],
-                       optimizer: optax.GradientTransformation, *, group_size: int = 1,
-                       project: Callable[[Any, dict], Any] | None = clip_to_unit_box,
-                       micro_batch: int | None = None) -> tuple[Callable, Callable]:
-    """`init` and `step` of a method that optimises per-example parameters by gradient descent.
+def group_gradients(loss_fn: Callable[[Any, Any, dict, jax.Array], jax.Array], *,
+                    group_size: int = 1, micro_batch: int | None = None) -> Callable:
+    """Every group's loss and each example's gradient, computed where its group lives.
 
-    The state is `{"params", "opt_state", "inputs"}`, every leaf of params and inputs with
-    leading axis n. Each step splits `rng` into one key per group, computes every group's loss
-    and gradient on the device that holds it (`shard_map` over `data`), `micro_batch` examples
-    at a time, and applies one optimiser update and the projection.
+    Splits `rng` into one key per group and evaluates `loss_fn` and its gradient for every group
+    on the device that holds it (`shard_map` over `data`), `micro_batch` examples at a time.
 
     Args:
-      init_params: `(rng, inputs) -> params` with leading axis n.
       loss_fn: `(teacher_variables, params_group, inputs_group, rng) -> scalar` for one group
         of `group_size` examples (leading axis group_size).
-      optimizer: applied to the params of all examples at once; a per-example transformation
-        (Adam, SGD) keeps examples independent.
       group_size: examples per shared objective.
-      project: `(params, inputs) -> params` after every update (e.g. clip to [0, 1], or back
-        into a ball around a background image); None for none.
       micro_batch: examples whose gradients are computed together on one device; a speed and
         memory knob whose results differ by float rounding only. Defaults to
         :func:`default_micro_batch`.
 
     Returns:
-      `(init, step)` for a :class:`SynthesisMethod`, whose `images` is then
-      `lambda state: render(state["params"])`.
+      `fn(teacher_variables, params, inputs, rng) -> (group_losses (n / group_size,), grads)`
+      with `grads` shaped like `params` (leading axis n). The objective is the sum over groups,
+      so each example's gradient is its own group's, independent of the chunk size.
     """
     if micro_batch is not None and not is_count(micro_batch):
         raise ValueError(f"micro_batch must be ≥ 1, got {micro_batch!r}; None picks "
@@ -129,29 +121,60 @@ def grouped_pixel_step(init_params: Callable[[jax.Array, dict], Any],
         return jax.lax.map(one_group, (grouped_params, grouped_inputs, group_rngs),
                            batch_size=batch_size)
 
+    def losses_and_grads(teacher_variables: Any, params: Any, inputs: dict,
+                         rng: jax.Array) -> tuple[jax.Array, Any]:
+        num_groups = jax.tree.leaves(params)[0].shape[0] // group_size
+        data = PartitionSpec(parallel.DATA_AXIS)
+        # shard_map keeps each device's micro-batch loop on its own groups.
+        sharded = jax.shard_map(
+            local_losses_and_grads, mesh=parallel.data_mesh(),
+            in_specs=(PartitionSpec(), data, data, data), out_specs=(data, data))
+        group_losses, grouped_grads = sharded(
+            teacher_variables, _grouped(params, group_size), _grouped(inputs, group_size),
+            jax.random.split(rng, num_groups))
+        return group_losses, jax.tree.map(lambda g, p: g.reshape(p.shape), grouped_grads,
+                                          params)
+
+    return losses_and_grads
+
+
+def grouped_pixel_step(init_params: Callable[[jax.Array, dict], Any],
+                       loss_fn: Callable[[Any, Any, dict, jax.Array], jax.Array],
+                       optimizer: optax.GradientTransformation, *, group_size: int = 1,
+                       project: Callable[[Any, dict], Any] | None = clip_to_unit_box,
+                       micro_batch: int | None = None) -> tuple[Callable, Callable]:
+    """`init` and `step` of a method that optimises per-example parameters by gradient descent.
+
+    The state is `{"params", "opt_state", "inputs"}`, every leaf of params and inputs with
+    leading axis n. Each step computes every group's gradient (:func:`group_gradients`) and
+    applies one optimiser update and the projection.
+
+    Args:
+      init_params: `(rng, inputs) -> params` with leading axis n.
+      loss_fn, group_size, micro_batch: see :func:`group_gradients`.
+      optimizer: applied to the params of all examples at once; a per-example transformation
+        (Adam, SGD) keeps examples independent.
+      project: `(params, inputs) -> params` after every update (e.g. clip to [0, 1], or back
+        into a ball around a background image); None for none.
+
+    Returns:
+      `(init, step)` for a :class:`SynthesisMethod`, whose `images` is then
+      `lambda state: render(state["params"])`.
+    """
+    losses_and_grads = group_gradients(loss_fn, group_size=group_size, micro_batch=micro_batch)
+
     def init(rng: jax.Array, inputs: dict) -> dict:
         params = init_params(rng, inputs)
         return {"params": params, "opt_state": optimizer.init(params), "inputs": inputs}
 
     def step(state: dict, teacher_variables: Any, rng: jax.Array) -> tuple[dict, dict]:
         params, inputs = state["params"], state["inputs"]
-        num_examples = jax.tree.leaves(params)[0].shape[0]
-        num_groups = num_examples // group_size
-        data = PartitionSpec(parallel.DATA_AXIS)
-        # shard_map keeps each device's micro-batch loop on its own groups.
-        losses_and_grads = jax.shard_map(
-            local_losses_and_grads, mesh=parallel.data_mesh(),
-            in_specs=(PartitionSpec(), data, data, data), out_specs=(data, data))
-        group_losses, grouped_grads = losses_and_grads(
-            teacher_variables, _grouped(params, group_size), _grouped(inputs, group_size),
-            jax.random.split(rng, num_groups))
-        # The objective is the sum over groups, so each example's gradient is its own group's,
-        # independent of the chunk size.
-        grads = jax.tree.map(lambda g, p: g.reshape(p.shape), grouped_grads, params)
+        group_losses, grads = losses_and_grads(teacher_variables, params, inputs, rng)
         updates, opt_state = optimizer.update(grads, state["opt_state"], params)
         params = optax.apply_updates(params, updates)
         if project is not None:
             params = project(params, inputs)
+        num_examples = jax.tree.leaves(params)[0].shape[0]
         return ({"params": params, "opt_state": opt_state, "inputs": inputs},
                 {"loss": group_losses.sum() / num_examples})
 

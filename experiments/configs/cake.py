@@ -1,0 +1,97 @@
+"""CAKE (Braun, Mundt and Kersting, AISTATS 2024): LeNet-5 -> LeNet-5-half on CAKE samples.
+
+  # The poster's LeNet-5 -> LeNet-5-half (poster: MNIST 98.4 ± 0.18, Fashion-MNIST 76.5 ± 1.01)
+  jaxinv run cake.py:mnist --workdir runs/cake_mnist
+  jaxinv run cake.py:fashion_mnist --workdir runs/cake_fashion_mnist
+  # Ablations: without the contrastive term, without noise (one step size for every set, no
+  # Langevin term), without the TV prior; and the poster's explicit Langevin variant:
+  jaxinv run cake.py:mnist_no_contrastive --workdir runs/cake_mnist_no_contrastive
+  jaxinv run cake.py:mnist_no_noise --workdir runs/cake_mnist_no_noise
+  jaxinv run cake.py:mnist_no_tv --workdir runs/cake_mnist_no_tv
+  jaxinv run cake.py:mnist_langevin --workdir runs/cake_mnist_langevin
+  # CAKE against Data Impressions: CAKE samples, zskd.py's sample count and distillation
+  jaxinv run cake.py:mnist_di_protocol --workdir runs/cake_mnist_di_protocol
+  # The authors' sizes (512 sets of 500 samples), for an accelerator; seconds, for tests:
+  jaxinv run cake.py:mnist_paper --workdir runs/cake_mnist_paper
+  jaxinv run cake.py:smoke --workdir /tmp/cake_smoke
+
+The teacher is zskd.py's (the same cached LeNet-5), so CAKE and Data Impressions distil the
+same model. Student seeds: --config.distill.num_seeds=3 (the recorded runs).
+
+The authors' settings (ml-research/CAKE, conf/dataset/mnist.yaml, conf/config.yaml): rows of
+10 distinct classes, 256 SGD steps per sample, η from 0.1 decaying 10⁴-fold across the sets,
+weights cls 1e3, contrastive 1e-3, TV 1e7; the student learns the teacher's softmax (T = 1) by
+SGD 0.5, momentum 0.9, weight decay 5e-4, one-cycle, 30 epochs of batch 256, no augmentation.
+In jaxinv's units (see jaxinv/synthesis/cake.py) η = 0.1 σ² / 50 with the dataset's pixel std
+σ, and the start N(0, 1) is N(μ, σ²) on [0, 1] pixels.
+
+Sized for 2 CPU cores: 48 sets of 50 rows (24,000 samples, ZSKD's MNIST count; the authors make
+512 sets, 256,000 samples) and 30 epochs of them (2,800 steps).
+"""
+
+import ml_collections
+
+from jaxinv.experiment_configs import load_sibling
+
+_PAPER = {"mnist": {"cake": 98.4, "cake_sd": 0.18},
+          "fashion_mnist": {"cake": 76.5, "cake_sd": 1.01}}
+# The pixel mean and std of each training set, the authors' input normalisation.
+_PIXEL_STATS = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}
+_ROWS_PER_SET = 50
+_ABLATIONS = ("_no_contrastive", "_no_noise", "_no_tv", "_langevin", "_di_protocol", "_paper")
+
+
+def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
+    """`arg`: smoke, or mnist / fashion_mnist with an optional suffix: _no_contrastive,
+    _no_noise, _no_tv, _langevin, _di_protocol or _paper."""
+    smoke = arg == "smoke"
+    variant = next((suffix for suffix in _ABLATIONS if arg.endswith(suffix)), "")
+    dataset = "mnist" if smoke else arg.removesuffix(variant)
+    if dataset not in _PAPER:
+        raise ValueError(f"Unknown cake config {arg!r}; use smoke, or mnist / fashion_mnist "
+                         f"with an optional suffix {', '.join(_ABLATIONS)}.")
+    zskd = load_sibling(__file__, "zskd.py", "smoke" if smoke else dataset)
+    config = ml_collections.ConfigDict()
+    config.dataset = dataset
+    config.tuned_for = dataset
+    config.image_size = 32
+    config.teacher = zskd.teacher
+    config.teacher_workdir = ""
+    config.paper = {"dataset": dataset, **_PAPER[dataset]}
+
+    mean, std = _PIXEL_STATS[dataset]
+    num_sets = {"smoke": 2, "_paper": 512}.get("smoke" if smoke else variant, 48)
+    rows_per_set = 8 if smoke else _ROWS_PER_SET
+    if variant == "_di_protocol":
+        # ZSKD's transfer-set size: 24,000 (MNIST) or 48,000 (Fashion-MNIST).
+        num_sets = zskd.synthesis.num_per_class * 10 // (rows_per_set * 10)
+    config.synthesis = ml_collections.ConfigDict(dict(
+        method="cake", group_size=10, rows_per_set=rows_per_set, num_sets=num_sets,
+        num_steps=16 if smoke else 256,
+        step_size=0.1 * std**2 / rows_per_set,
+        step_decay_decades=0.0 if variant == "_no_noise" else 4.0,
+        langevin=variant == "_langevin",
+        weights={"cls": 1e3, "contrastive": 0.0 if variant == "_no_contrastive" else 1e-3,
+                 "tv": 0.0 if variant == "_no_tv" else 1e7},
+        init_mean=mean, init_std=std,
+        chunk_size=80 if smoke else 2000, steps_per_call=8 if smoke else 64, seed=0))
+
+    config.task = "distill"
+    if variant == "_di_protocol":
+        config.distill = zskd.distill
+        config.distill.references = ()
+        return config
+    num_samples = num_sets * rows_per_set * 10
+    num_steps = 20 if smoke else 30 * num_samples // 256
+    config.distill = ml_collections.ConfigDict(dict(
+        student="lenet5_half", seed=0, num_seeds=1, batch_size=64 if smoke else 256,
+        num_steps=num_steps,
+        # The teacher's softmax at T = 1 as soft labels.
+        temperature=1.0, scale_by_t2=False,
+        checkpoint_every=10 if smoke else 500, log_every=10 if smoke else 100,
+        eval_batch_size=1000,
+        optimizer=dict(name="sgd", learning_rate=0.5, schedule="onecycle", weight_decay=5e-4,
+                       momentum=0.9),
+        augment=dict(scale=0.0, translate=0.0, rotate_degrees=0.0, hflip=False),
+        references=()))
+    return config
