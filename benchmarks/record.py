@@ -10,6 +10,10 @@
   python benchmarks/record.py table7_usps_mnist    # Table 7, three seeds (also _mnist_usps)
   python benchmarks/record.py adapt_beta_ablation  # §4.2.3's β ablation, USPS → MNIST
   python benchmarks/record.py continual_mnist      # Fig. 8's protocol (also _fashion_mnist)
+  python benchmarks/record.py cake                 # CAKE, LeNet-5 -> LeNet-5-half, both datasets
+  python benchmarks/record.py cake_types           # CAKE's cross-type matrix on MNIST
+  python benchmarks/record.py cake_ablation        # CAKE without each of its parts, MNIST
+  python benchmarks/record.py cake_vs_di           # CAKE with ZSKD's sizes, both datasets
   python benchmarks/record.py headline             # only rewrite the headline tables
 
 Each experiment is one `jaxinv` command with a fixed workdir under runs/ (a finished workdir
@@ -88,6 +92,28 @@ for _dataset in _CONTINUAL_DATASETS:
         EXPERIMENTS[f"continual_{_dataset}_seed{_seed}"] = (
             f"jaxinv run continual.py:{_dataset} --workdir runs/continual_{_dataset}_seed{_seed} "
             f"--config.seed={_seed}", f"Fig. 8's protocol on {_dataset}, seed {_seed}")
+_CAKE_DATASETS = ("mnist", "fashion_mnist")
+_CAKE_TYPES = ("mlp", "lenet5", "resnet8", "vit")
+_CAKE_ABLATIONS = {"no_contrastive": "without the contrastive term",
+                   "no_noise": "without noise (one step size for every set)",
+                   "no_tv": "without the TV prior",
+                   "langevin": "with explicit Langevin noise (the poster's variant)"}
+_THREE_SEEDS = "--config.distill.num_seeds=3"
+for _dataset in _CAKE_DATASETS:
+    EXPERIMENTS[f"cake_{_dataset}"] = (
+        f"jaxinv run cake.py:{_dataset} --workdir runs/cake_{_dataset} {_THREE_SEEDS}",
+        f"CAKE, LeNet-5 -> LeNet-5-half on {_dataset}")
+    EXPERIMENTS[f"cake_{_dataset}_di_protocol"] = (
+        f"jaxinv run cake.py:{_dataset}_di_protocol --workdir runs/cake_{_dataset}_di_protocol "
+        f"{_THREE_SEEDS}", f"CAKE with zskd.py's sample count and distillation, {_dataset}")
+for _type in _CAKE_TYPES:
+    EXPERIMENTS[f"cake_types_{_type}"] = (
+        f"jaxinv run cake.py:types_{_type} --workdir runs/cake_types_{_type}",
+        f"CAKE's cross-type matrix, the {_type} teacher's row")
+for _variant, _label in _CAKE_ABLATIONS.items():
+    EXPERIMENTS[f"cake_mnist_{_variant}"] = (
+        f"jaxinv run cake.py:mnist_{_variant} --workdir runs/cake_mnist_{_variant} "
+        f"{_THREE_SEEDS}", f"CAKE {_label}, MNIST")
 # Sections recorded together by one command: Table 4's rows of one dataset; Table 7's seeds of
 # one direction; the β ablation of §4.2.3.
 GROUPS = {f"table4_{dataset}": (f"robustness_{dataset}", f"robustness_{dataset}_robust")
@@ -98,6 +124,10 @@ GROUPS.update({f"table7_{direction}": tuple(f"adapt_{direction}_seed{seed}"
 GROUPS.update({f"continual_{dataset}": tuple(f"continual_{dataset}_seed{seed}"
                                               for seed in _CONTINUAL_SEEDS)
                for dataset in _CONTINUAL_DATASETS})
+GROUPS["cake"] = tuple(f"cake_{dataset}" for dataset in _CAKE_DATASETS)
+GROUPS["cake_types"] = tuple(f"cake_types_{t}" for t in _CAKE_TYPES)
+GROUPS["cake_ablation"] = tuple(f"cake_mnist_{variant}" for variant in _CAKE_ABLATIONS)
+GROUPS["cake_vs_di"] = tuple(f"cake_{dataset}_di_protocol" for dataset in _CAKE_DATASETS)
 # USPS -> MNIST only: the direction the paper's Fig. 6 shows, and what 2 CPU cores allowed.
 GROUPS["adapt_beta_ablation"] = tuple(f"adapt_usps_mnist_high_beta_seed{seed}"
                                       for seed in _ADAPT_SEEDS)

@@ -25,6 +25,9 @@ INPUT_SHAPES = {
     "adda_discriminator": (500,),
     "digits_cnn": (8, 8, 1),
     "digits_cnn_half": (8, 8, 1),
+    "mlp": GRAYSCALE_32,
+    "vit": GRAYSCALE_32,
+    "resnet8": GRAYSCALE_32,
 }
 # The smallest model of each family; only these run for real, to keep the file fast on CPU.
 FAMILY_REPRESENTATIVES = (
@@ -35,6 +38,8 @@ FAMILY_REPRESENTATIVES = (
     "vgg8",
     "adda_lenet",
     "adda_discriminator",
+    "mlp",
+    "vit",
 )
 
 
@@ -93,6 +98,20 @@ def test_alexnet_param_counts():
 )
 def test_param_counts_match_the_papers(name, cited_count):
     assert _param_count(name) == pytest.approx(cited_count, rel=0.02)
+
+
+@pytest.mark.parametrize(("name", "count"), [("mlp", 330_762), ("vit", 61_450),
+                                             ("resnet8", 19_810)])
+def test_cross_type_models_fit_a_cpu(name, count):
+    """CAKE's cross-type study (MLP, ViT, ResNet next to LeNet-5): the README's parameter
+    counts, and at most about 5M multiply-adds per 32x32 grey image (XLA's count)."""
+    model = models.get_model(name)
+    images = jnp.zeros((1, *GRAYSCALE_32))
+    variables = _abstract_variables(model, images)
+    assert models.count_params(variables["params"]) == count
+    cost = jax.jit(model.apply).lower(variables, images).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    assert cost["flops"] / 2 <= 5.2e6
 
 
 @pytest.mark.parametrize("name", models.MODEL_NAMES)

@@ -9,6 +9,10 @@ Run one (about 2-6 minutes on 2 CPU cores):
   # PGD adversarial training (Table 4's robust teachers; about 20 minutes each):
   jaxinv train teacher.py:mnist_robust --workdir runs/teacher_mnist_robust
   jaxinv train teacher.py:fashion_mnist_robust --workdir runs/teacher_fashion_mnist_robust
+  # The other model types of CAKE's cross-type study (MLP, small ViT, ResNet-8) on MNIST:
+  jaxinv train teacher.py:mnist_mlp --workdir runs/teacher_mnist_mlp
+  jaxinv train teacher.py:mnist_vit --workdir runs/teacher_mnist_vit
+  jaxinv train teacher.py:mnist_resnet8 --workdir runs/teacher_mnist_resnet8
 
 `:smoke` trains 150 steps on 2048 MNIST images (about 90 %), for tests:
 
@@ -32,9 +36,15 @@ _RECIPES = {
     "usps": (30, 2e-3, _DIGIT_AUGMENT),
     "mnist_robust": (15, 1e-3, _NO_AUGMENT),
     "fashion_mnist_robust": (15, 1e-3, _NO_AUGMENT),
+    "mnist_mlp": (20, 1e-3, _NO_AUGMENT),
+    "mnist_vit": (20, 1e-3, _DIGIT_AUGMENT),
+    "mnist_resnet8": (15, 2e-3, _DIGIT_AUGMENT),
 }
+# Recipes of another model than LeNet-5, and the suffix naming it.
+_MODELS = {"mnist_mlp": "mlp", "mnist_vit": "vit", "mnist_resnet8": "resnet8"}
 _TRAIN_SIZES = {"mnist": 60000, "mnist_plain": 60000, "fashion_mnist": 60000, "usps": 7291,
-                "mnist_robust": 60000, "fashion_mnist_robust": 60000}
+                "mnist_robust": 60000, "fashion_mnist_robust": 60000, "mnist_mlp": 60000,
+                "mnist_vit": 60000, "mnist_resnet8": 60000}
 # Madry et al.'s PGD training at the community's l∞ ε (0.3 MNIST, 0.1 Fashion-MNIST), PGD-10
 # of 2.5ε/10; ε ramps up linearly over the first epochs, since LeNet-5 does not learn at
 # ε = 0.3 from the start. (ε, ramp epochs.)
@@ -43,7 +53,7 @@ _ADVERSARIAL = {"mnist_robust": (0.3, 3), "fashion_mnist_robust": (0.1, 1)}
 
 def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     """Config for `arg` in {mnist, mnist_plain, fashion_mnist, usps, mnist_robust,
-    fashion_mnist_robust, smoke, smoke_robust}."""
+    fashion_mnist_robust, mnist_mlp, mnist_vit, mnist_resnet8, smoke, smoke_robust}."""
     smoke = arg.startswith("smoke")
     dataset = "mnist" + arg.removeprefix("smoke") if smoke else arg
     if dataset not in _RECIPES:
@@ -51,10 +61,12 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
                          f"{sorted(_RECIPES) + ['smoke', 'smoke_robust']}.")
     epochs, learning_rate, augmentation = _RECIPES[dataset]
     config = ml_collections.ConfigDict()
-    config.dataset = dataset.removesuffix("_plain").removesuffix("_robust")
+    model = _MODELS.get(dataset, "lenet5")
+    config.dataset = (dataset.removesuffix("_plain").removesuffix("_robust")
+                      .removesuffix(f"_{model}"))
     config.image_size = 32
     config.train_limit = 2048 if smoke else None
-    config.model = "lenet5"
+    config.model = model
     config.num_classes = 10
     config.seed = 0
     config.batch_size = 64 if smoke else 128

@@ -24,6 +24,7 @@ from jaxinv.models.adda import AddaDiscriminator, AddaLeNet
 from jaxinv.models.alexnet import CifarAlexNet, local_response_norm
 from jaxinv.models.digits import DigitsCNN
 from jaxinv.models.lenet import LeNet5, max_pool_2x2
+from jaxinv.models.mlp import MLP
 from jaxinv.models.resnet import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -39,6 +40,7 @@ from jaxinv.models.vgg import (
     VGG19_STAGES,
     CifarVGG,
 )
+from jaxinv.models.vit import ViT
 from jaxinv.models.wrn import WideBasicBlock, WideResNet
 
 __all__ = [
@@ -53,6 +55,8 @@ __all__ = [
     "CifarVGG",
     "DigitsCNN",
     "LeNet5",
+    "MLP",
+    "ViT",
     "WideBasicBlock",
     "WideResNet",
     "batch_norm",
@@ -96,6 +100,11 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "vgg19": functools.partial(CifarVGG, stages=VGG19_STAGES),
     "adda_lenet": AddaLeNet,
     "adda_discriminator": _adda_discriminator,
+    "mlp": MLP,
+    "vit": ViT,
+    # ResNet-8 for 32x32 grey digits, standardised by MNIST's pixel statistics.
+    "resnet8": functools.partial(CifarResNet, stage_sizes=(1, 1, 1), widths=(8, 16, 32),
+                                 mean=(0.1307,), std=(0.3081,)),
     "digits_cnn": DigitsCNN,
     "digits_cnn_half": functools.partial(DigitsCNN, width=16),
 }

@@ -7,8 +7,9 @@ Optional references train the same student on the real training data: Student-KD
 soft targets) and Student-CE (labels), as Tables 1-3 of the paper.
 
 Config (`distill` block): `student` (a `jaxinv.models` name), `seed`, `num_seeds` (students
-distilled with seeds seed, seed + 1, ...), `temperature`, `scale_by_t2`, `augment`,
-`references` (a subset of ("kd", "ce")), and the fit settings (`batch_size`, `num_steps`,
+distilled with seeds seed, seed + 1, ...), `extra_students` (further model names, one seed
+each, on the same transfer set: a row of a teacher × student matrix), `temperature`,
+`scale_by_t2`, `augment`, `references` (a subset of ("kd", "ce")), and the fit settings (`batch_size`, `num_steps`,
 `checkpoint_every`, `log_every`, `eval_batch_size`, `optimizer`).
 
 References:
@@ -37,7 +38,8 @@ REFERENCES = ("kd", "ce")
 def default_config() -> ml_collections.ConfigDict:
     """Distillation settings for what a caller does not set (those of the ZSKD tables)."""
     return ml_collections.ConfigDict(dict(
-        student="lenet5_half", seed=0, num_seeds=1, batch_size=128, num_steps=10000,
+        student="lenet5_half", seed=0, num_seeds=1, extra_students=(), batch_size=128,
+        num_steps=10000,
         temperature=20.0, scale_by_t2=True, checkpoint_every=1000, log_every=100,
         eval_batch_size=1000, references=(),
         optimizer=dict(name="adam", learning_rate=1e-2, schedule="cosine", weight_decay=0.0,
@@ -185,8 +187,9 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
     """Refuses a `distill` block that cannot run on `num_examples` transfer images."""
     block = config.distill
     image_shape = data.image_shape(config.dataset, config.get("image_size"))
-    student = models.get_model(block.student, num_classes=data.num_classes(config.dataset))
-    train.check_input_shape(student, image_shape, "The student")
+    for name in (block.student, *block.get("extra_students", ())):
+        student = models.get_model(name, num_classes=data.num_classes(config.dataset))
+        train.check_input_shape(student, image_shape, f"The student {name}")
     if not block.temperature > 0:
         raise ValueError(f"distill.temperature τ must be > 0, got {block.temperature}; the "
                          "paper uses 20.")
@@ -226,6 +229,14 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
                "num_transfer_images": len(transfer_set)}
     if len(accuracies) > 1:
         results["student_seeds"] = seed_spread(seeds, accuracies)
+    extra = {}
+    for name in block.get("extra_students", ()):
+        extra[name] = distill_and_evaluate(
+            name, teacher, transfer_set.images, test, config=block.copy_and_resolve_references(),
+            workdir=os.path.join(workdir, f"student_{name}"),
+            teacher_logits=transfer_set.logits)["test_accuracy"]
+    if extra:
+        results["extra_students"] = extra
     if block.references:
         train_set = data.load_dataset(config.dataset, "train",
                                       image_size=config.get("image_size"))
