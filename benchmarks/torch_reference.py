@@ -29,6 +29,7 @@ from torch import nn
 __all__ = [
     "IMAGE_SHAPES",
     "MODELS",
+    "CakeBenchmark",
     "SynthesisBenchmark",
     "TrainBenchmark",
     "build_model",
@@ -387,6 +388,48 @@ class SynthesisBenchmark(_StepBenchmark):
                 x.clamp_(0.0, 1.0)
 
         self._finish(synthesis_step, compile)
+
+
+class CakeBenchmark(_StepBenchmark):
+    """One CAKE sample set, as the authors' code optimises it (ml-research/CAKE, sampling.py).
+
+    A frozen LeNet-5 scores ``rows`` rows of ``group_size`` samples, each row of distinct
+    classes, from N(0, 1) pixels. Each step: ``zero_grad``, forward, the loss
+    ``w_cls·G·CE + w_contr·½G²·MSE(all pairs of a row) + w_tv·TV`` (means as the authors
+    reduce them), backward, plain SGD on the pixels at step size ``eta``, and a clamp to
+    [0, 1] (jaxinv's TransferSet range; the authors do not clamp).
+    """
+
+    def __init__(self, rows: int, group_size: int = 10, *, eta: float = 1e-3,
+                 weights: tuple[float, float, float] = (1e3, 1e-3, 1e7), seed: int = 0,
+                 num_threads: int | None = None, compile: bool = False):
+        self.num_threads = num_threads
+        torch.manual_seed(seed)
+        teacher = lenet5(10)
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        labels = torch.stack([torch.randperm(10)[:group_size] for _ in range(rows)])
+        x = torch.randn(rows, group_size, *IMAGE_SHAPES["lenet5"], requires_grad=True)
+        optimizer = torch.optim.SGD([x], lr=eta)
+        w_cls, w_contr, w_tv = weights
+
+        def cake_step() -> None:
+            optimizer.zero_grad()
+            logits = teacher(x.view(-1, *IMAGE_SHAPES["lenet5"])).view(rows, group_size, -1)
+            classification = F.cross_entropy(logits.reshape(-1, 10), labels.reshape(-1))
+            contrastive = F.mse_loss(logits.unsqueeze(1), logits.unsqueeze(2).expand(
+                rows, group_size, group_size, 10))
+            tv = ((x[..., 1:, :] - x[..., :-1, :]).abs().mean(dim=(-2, -1))
+                  + (x[..., :, 1:] - x[..., :, :-1]).abs().mean(dim=(-2, -1))).mean()
+            loss = (w_cls * group_size * classification
+                    + w_contr * 0.5 * group_size**2 * contrastive + w_tv * tv)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                x.clamp_(0.0, 1.0)
+
+        self._finish(cake_step, compile)
 
 
 def torch_train_throughput(
