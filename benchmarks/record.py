@@ -470,6 +470,135 @@ def fig8(dataset: str) -> str | None:
             f"step).\n\n![accuracy against classes seen]({figure})")
 
 
+def _seeds_cell(distill: dict) -> tuple[str, tuple[float, float]]:
+    """"mean ± sd (n seeds)" of a distill block's students, and (mean, sd)."""
+    seeds = distill.get("student_seeds")
+    if not seeds:
+        value = distill["student_test_accuracy"]
+        return f"{value:.2f} (1 seed)", (value, 0.0)
+    return (f"{seeds['mean']:.2f} ± {seeds['sd']:.2f} ({len(seeds['seeds'])} seeds)",
+            (seeds["mean"], seeds["sd"]))
+
+
+# The cross-type matrix of the CAKE authors (MNIST): the diagonal and CNN -> MLP.
+_CAKE_AUTHORS_TYPES = {("mlp", "mlp"): 98.1, ("lenet5", "lenet5"): 98.8,
+                       ("resnet8", "resnet8"): 93.9, ("vit", "vit"): 97.2,
+                       ("lenet5", "mlp"): 63.7}
+_CAKE_TYPE_NAMES = {"mlp": "MLP", "lenet5": "CNN (LeNet-5)", "resnet8": "ResNet (ResNet-8)",
+                    "vit": "ViT"}
+
+
+def _cake_transfer_set(section: str):
+    from jaxinv.synthesis.transfer_set import TransferSet
+
+    entry = _load(section)
+    path = entry and os.path.join(REPO, _workdir(entry["command"]), "synthesis",
+                                  "transfer_set.npz")
+    return TransferSet.load(path) if path and os.path.exists(path) else None
+
+
+def cake_tables() -> str | None:
+    """CAKE: LeNet-5 -> LeNet-5-half next to the poster, against DIs, the ablation, the
+    cross-type matrix and its heatmap, and samples next to DIs of the same teacher."""
+    main = {dataset: _load(f"cake_{dataset}") for dataset in _CAKE_DATASETS}
+    if not any(main.values()):
+        return None
+    parts = ["## CAKE (Braun, Mundt and Kersting, AISTATS 2024): student test accuracy %"]
+    rows = []
+    for dataset, entry in main.items():
+        if entry is None:
+            rows.append((dataset, "", "not recorded yet", "", f"`python benchmarks/record.py "
+                         f"cake_{dataset}`", ""))
+            continue
+        results, paper = entry["results"], entry["results"]["paper"]
+        rows.append((dataset, f"{paper['cake']:.2f} ± {paper['cake_sd']:.2f}",
+                     _seeds_cell(results["distill"])[0],
+                     _fmt(results["teacher_test_accuracy"]), f"`{entry['command']}`",
+                     entry["date"]))
+    parts.append("LeNet-5 → LeNet-5-half with the authors' settings, scaled to 24,000 samples "
+                 "(the authors: 256,000) and 30 epochs of them; the teacher is zskd.py's. "
+                 "Student seeds share one sample set. Sizes and units: cake.py's docstring.\n\n"
+                 + report.markdown_table(["dataset", "poster", "jaxinv", "teacher", "command",
+                                          "date"], rows))
+    versus = []
+    for dataset in _CAKE_DATASETS:
+        cake, di = _load(f"cake_{dataset}_di_protocol"), _load(f"zskd_{dataset}")
+        if cake is None or di is None:
+            continue
+        cake_cell, cake_stats = _seeds_cell(cake["results"]["distill"])
+        di_cell, di_stats = _seeds_cell(di["results"]["distill"])
+        gap = abs(cake_stats[0] - di_stats[0]) > max(cake_stats[1], di_stats[1])
+        better = "CAKE" if cake_stats[0] > di_stats[0] else "DIs"
+        versus.append((dataset, cake["results"]["num_transfer_images"], di_cell, cake_cell,
+                       f"{better}, beyond the seeds' spread" if gap else "within the spread",
+                       f"`{di['command']}`; `{cake['command']}`"))
+    if versus:
+        parts.append("CAKE against Data Impressions: the same LeNet-5 teacher, LeNet-5-half "
+                     "student, number of samples and distillation (zskd.py's: 10,000 Adam "
+                     "steps at τ = 20 with augmentation).\n\n"
+                     + report.markdown_table(["dataset", "samples", "Data Impressions", "CAKE",
+                                              "better", "commands"], versus))
+    if main["mnist"] is not None:
+        full_cell, full = _seeds_cell(main["mnist"]["results"]["distill"])
+        ablation = [("CAKE (all parts)", full_cell, "", "")]
+        for variant, label in _CAKE_ABLATIONS.items():
+            entry = _load(f"cake_mnist_{variant}")
+            if entry is None:
+                continue
+            cell, stats = _seeds_cell(entry["results"]["distill"])
+            beyond = abs(stats[0] - full[0]) > max(stats[1], full[1])
+            ablation.append((label, cell, f"{stats[0] - full[0]:+.2f}"
+                             + (" (beyond the spread)" if beyond else ""),
+                             f"`{entry['command']}`"))
+        if len(ablation) > 1:
+            parts.append("Ablation on MNIST (`python benchmarks/record.py cake_ablation`), "
+                         "each against the full method at the same sizes.\n\n"
+                         + report.markdown_table(["variant", "student", "difference",
+                                                  "command"], ablation))
+    types = {t: _load(f"cake_types_{t}") for t in _CAKE_TYPES}
+    if any(types.values()):
+        matrix = np.full((len(_CAKE_TYPES), len(_CAKE_TYPES)), np.nan)
+        rows = []
+        for i, teacher in enumerate(_CAKE_TYPES):
+            entry = types[teacher]
+            if entry is None:
+                continue
+            distill = entry["results"]["distill"]
+            by_student = {distill["student"]: distill["student_test_accuracy"],
+                          **distill.get("extra_students", {})}
+            cells = []
+            for j, student in enumerate(_CAKE_TYPES):
+                matrix[i, j] = by_student[student]
+                authors = _CAKE_AUTHORS_TYPES.get((teacher, student))
+                cells.append(f"{by_student[student]:.2f}"
+                             + (f" ({authors})" if authors is not None else ""))
+            rows.append((_CAKE_TYPE_NAMES[teacher],
+                         _fmt(entry["results"]["teacher_test_accuracy"]), *cells))
+        figure = os.path.join("benchmarks", "figures", "cake_types_mnist.png")
+        figures_lib.accuracy_matrix(matrix, [_CAKE_TYPE_NAMES[t] for t in _CAKE_TYPES],
+                                    [_CAKE_TYPE_NAMES[t] for t in _CAKE_TYPES],
+                                    os.path.join(REPO, figure),
+                                    title="CAKE across model types, MNIST (student %)")
+        first = next(entry for entry in types.values() if entry)
+        parts.append(f"The cross-type matrix on MNIST (`python benchmarks/record.py "
+                     f"cake_types`, e.g. `{first['command']}`), one seed per cell; rows are "
+                     f"teachers, columns students, the authors' figures in parentheses. "
+                     f"5,000 samples of 128 steps per teacher (cake.py's docstring).\n\n"
+                     + report.markdown_table(
+                         ["teacher", "teacher accuracy",
+                          *[_CAKE_TYPE_NAMES[t] for t in _CAKE_TYPES]], rows)
+                     + f"\n\n![cross-type matrix]({figure})")
+    cake_set, di_set = _cake_transfer_set("cake_mnist"), _cake_transfer_set("zskd_mnist")
+    if cake_set is not None and di_set is not None:
+        figure = os.path.join("benchmarks", "figures", "cake_samples_mnist.png")
+        figures_lib.samples_by_method({"CAKE": cake_set, "Data Impressions": di_set},
+                                      [str(c) for c in range(10)], os.path.join(REPO, figure))
+        parts.append("CAKE samples (spread over the sample sets, largest step size first) "
+                     "next to Data Impressions of the same MNIST teacher, titled with the "
+                     f"teacher's top class.\n\n![CAKE and DI samples]({figure})")
+    return "\n\n".join(parts)
+
+
 def _nested(tree: dict, keys: tuple[str, ...]):
     for key in keys:
         tree = tree[key]
@@ -504,7 +633,7 @@ def write_benchmarks() -> None:
     sections = [headline()]
     sections += [table for table in (table4("mnist"), table4("fashion_mnist"),
                                      table10("mnist"), table10("fashion_mnist"), table7(),
-                                     fig8("mnist"), fig8("fashion_mnist"))
+                                     fig8("mnist"), fig8("fashion_mnist"), cake_tables())
                            if table]
     for path in sorted(glob.glob(os.path.join(RESULTS, "*.json"))):
         section = os.path.splitext(os.path.basename(path))[0]

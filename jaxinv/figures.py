@@ -142,3 +142,65 @@ def perturbation_grid(perturbations: np.ndarray, clean: np.ndarray, perturbed: n
                              fontsize=7, color="red" if fooled else "black")
     axes[0, 0].set_title(f"UAPs (±{eps * 255:.0f}/255)", fontsize=7, loc="left")
     return _save(fig, path)
+
+
+def accuracy_matrix(values: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str],
+                    path: str, *, title: str, row_title: str = "teacher",
+                    col_title: str = "student") -> str:
+    """Saves a heatmap of accuracies (%) with each cell written in it (CAKE's cross-type matrix).
+
+    Args:
+      values: (R, C) accuracies in [0, 100]; NaN cells are left blank.
+    """
+    values = np.asarray(values, np.float64)
+    fig, ax = plt.subplots(figsize=(1.1 * values.shape[1] + 2, 0.9 * values.shape[0] + 1.2))
+    im = ax.imshow(values, cmap="viridis", vmin=0.0, vmax=100.0)
+    ax.set_xticks(range(len(col_labels)), col_labels)
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    ax.set_xlabel(col_title)
+    ax.set_ylabel(row_title)
+    for i, j in np.ndindex(values.shape):
+        if np.isfinite(values[i, j]):
+            ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=8,
+                    color="white" if values[i, j] < 60 else "black")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def samples_by_method(transfer_sets: Mapping[str, object], class_names: Sequence[str],
+                      path: str, per_class: int = 3) -> str:
+    """Saves samples of several TransferSets of one teacher side by side: one row per class,
+    `per_class` columns per method, each titled with the teacher's top class and probability.
+
+    Rows follow the class each sample was made for (metadata "class"), else the teacher's
+    prediction; a row's samples are spread evenly over the class's samples in order (over
+    CAKE's sample sets, from the largest step size to the smallest).
+    """
+    names = list(transfer_sets)
+    k = len(class_names)
+    fig, axes = plt.subplots(k, per_class * len(names),
+                             figsize=(1.2 * per_class * len(names), 1.3 * k), squeeze=False)
+    for m, name in enumerate(names):
+        transfer_set = transfer_sets[name]
+        logits = transfer_set.logits
+        classes = transfer_set.metadata.get("class", logits.argmax(-1))
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        for c in range(k):
+            members = np.flatnonzero(classes == c)
+            picks = (members[np.linspace(0, len(members) - 1, per_class).astype(int)]
+                     if len(members) else members)
+            for j in range(per_class):
+                ax = axes[c, m * per_class + j]
+                ax.axis("off")
+                if j >= len(picks):
+                    continue
+                image = transfer_set.images[picks[j]]
+                ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray",
+                          vmin=0, vmax=1)
+                top = int(probs[picks[j]].argmax())
+                ax.set_title(f"{class_names[top]} {probs[picks[j], top]:.2f}", fontsize=6)
+        axes[0, m * per_class].set_title(f"{name}\n" + axes[0, m * per_class].get_title(),
+                                         fontsize=7, loc="left")
+    return _save(fig, path)

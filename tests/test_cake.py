@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxinv import data, models, pipeline, saved_model, synthesis, train
+from jaxinv import data, experiment_configs, models, pipeline, saved_model, synthesis, train
 from jaxinv.synthesis import cake
 from jaxinv.tasks import distill as distill_lib
 from jaxinv.teacher import Teacher, TeacherLayerError
@@ -186,3 +186,42 @@ def test_a_teacher_for_other_images_is_refused_before_anything_is_written(
     with pytest.raises(ValueError, match=r"takes images of shape \(28, 28, 1\)"):
         pipeline.run(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("spec", ["cake.py:mnist", "cake.py:fashion_mnist",
+                                  "cake.py:mnist_paper", "cake_cifar10.py:resnet34_resnet18"])
+def test_configs_hold_the_authors_settings(spec):
+    """Rows of 10 classes, 256 SGD steps, η decaying 10⁴-fold from the authors' 0.1 (in jaxinv's
+    units, 0.1 σ² / 50), T = 1 soft labels, SGD 0.5 one-cycle for 30 epochs of batch 256; the
+    config passes the pipeline's checks without training."""
+    config = experiment_configs.load_config(spec)
+    block = config.synthesis
+    assert (block.method, block.group_size, block.rows_per_set, block.num_steps) == (
+        "cake", 10, 50, 256)
+    assert block.step_decay_decades == 4.0 and not block.langevin
+    np.testing.assert_allclose(block.step_size, 0.1 * block.init_std**2 / 50)
+    num_samples = cake.num_examples(block, 10)
+    assert config.distill.num_steps == 30 * num_samples // 256
+    assert (config.distill.temperature, config.distill.optimizer.name,
+            config.distill.optimizer.learning_rate, config.distill.optimizer.schedule) == (
+        1.0, "sgd", 0.5, "onecycle")
+    pipeline.check_config(config)
+
+
+def test_cross_type_configs_distil_every_type_from_one_teacher():
+    rows = {}
+    for teacher in ("mlp", "lenet5", "resnet8", "vit"):
+        config = experiment_configs.load_config(f"cake.py:types_{teacher}")
+        pipeline.check_config(config)
+        rows[config.teacher.model] = {config.distill.student, *config.distill.extra_students}
+    assert rows == {t: {"mlp", "lenet5", "resnet8", "vit"}
+                    for t in ("mlp", "lenet5", "resnet8", "vit")}
+
+
+@pytest.mark.slow
+def test_cifar10_smoke_runs_end_to_end(session_data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXINV_DATA_DIR", session_data_dir)
+    results = pipeline.run(experiment_configs.load_config("cake_cifar10.py:smoke"),
+                           str(tmp_path / "run"))
+    assert results["method"] == "cake" and results["num_transfer_images"] == 160
+    assert 0.0 <= results["distill"]["student_test_accuracy"] <= 100.0
