@@ -3,8 +3,10 @@
   # The poster's LeNet-5 -> LeNet-5-half (poster: MNIST 98.4 ± 0.18, Fashion-MNIST 76.5 ± 1.01)
   jaxinv run cake.py:mnist --workdir runs/cake_mnist
   jaxinv run cake.py:fashion_mnist --workdir runs/cake_fashion_mnist
-  # Ablations: without the contrastive term, without noise (one step size for every set, no
-  # Langevin term), without the TV prior; and the poster's explicit Langevin variant:
+  # Ablations on 6,000 samples: all parts (the reference), without the contrastive term,
+  # without noise (one step size for every set, no Langevin term), without the TV prior; and
+  # the poster's explicit Langevin variant:
+  jaxinv run cake.py:mnist_all_parts --workdir runs/cake_mnist_all_parts
   jaxinv run cake.py:mnist_no_contrastive --workdir runs/cake_mnist_no_contrastive
   jaxinv run cake.py:mnist_no_noise --workdir runs/cake_mnist_no_noise
   jaxinv run cake.py:mnist_no_tv --workdir runs/cake_mnist_no_tv
@@ -31,7 +33,8 @@ In jaxinv's units (see jaxinv/synthesis/cake.py) η = 0.1 σ² / 50 with the dat
 σ, and the start N(0, 1) is N(μ, σ²) on [0, 1] pixels.
 
 Sized for 2 CPU cores: 48 sets of 50 rows (24,000 samples, ZSKD's MNIST count; the authors make
-512 sets, 256,000 samples) and 30 epochs of them (2,800 steps). The cross-type matrix, whose
+512 sets, 256,000 samples) and 30 epochs of them (2,800 steps). The ablation makes 12 sets
+(6,000 samples), its reference `_all_parts` included. The cross-type matrix, whose
 ResNet-8 and ViT teachers cost 7-12 times LeNet-5's multiply-adds, makes 10 sets (5,000
 samples) of 128 steps per teacher.
 """
@@ -45,7 +48,8 @@ _PAPER = {"mnist": {"cake": 98.4, "cake_sd": 0.18},
 # The pixel mean and std of each training set, the authors' input normalisation.
 _PIXEL_STATS = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}
 _ROWS_PER_SET = 50
-_ABLATIONS = ("_no_contrastive", "_no_noise", "_no_tv", "_langevin", "_di_protocol", "_paper")
+_ABLATIONS = ("_all_parts", "_no_contrastive", "_no_noise", "_no_tv", "_langevin")
+_VARIANTS = (*_ABLATIONS, "_di_protocol", "_paper")
 # The model types of the cross-type study (the poster's MLP, CNN, ResNet, ViT) and the teacher
 # recipe of each in teacher.py; LeNet-5's is zskd.py's.
 _TYPES = {"mlp": "mnist_mlp", "lenet5": "mnist_plain", "resnet8": "mnist_resnet8",
@@ -53,15 +57,16 @@ _TYPES = {"mlp": "mnist_mlp", "lenet5": "mnist_plain", "resnet8": "mnist_resnet8
 
 
 def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
-    """`arg`: smoke; mnist / fashion_mnist with an optional suffix: _no_contrastive,
-    _no_noise, _no_tv, _langevin, _di_protocol or _paper; or types_<mlp|lenet5|resnet8|vit>."""
+    """`arg`: smoke; mnist / fashion_mnist with an optional suffix: _all_parts,
+    _no_contrastive, _no_noise, _no_tv, _langevin (the ablation's size), _di_protocol or
+    _paper; or types_<mlp|lenet5|resnet8|vit>."""
     smoke = arg == "smoke"
     teacher_type = arg.removeprefix("types_") if arg.startswith("types_") else None
-    variant = next((suffix for suffix in _ABLATIONS if arg.endswith(suffix)), "")
+    variant = next((suffix for suffix in _VARIANTS if arg.endswith(suffix)), "")
     dataset = "mnist" if smoke or teacher_type else arg.removesuffix(variant)
     if dataset not in _PAPER or (teacher_type and teacher_type not in _TYPES):
         raise ValueError(f"Unknown cake config {arg!r}; use smoke, mnist / fashion_mnist "
-                         f"with an optional suffix {', '.join(_ABLATIONS)}, or types_<t> "
+                         f"with an optional suffix {', '.join(_VARIANTS)}, or types_<t> "
                          f"with t in {sorted(_TYPES)}.")
     zskd = load_sibling(__file__, "zskd.py", "smoke" if smoke else dataset)
     config = ml_collections.ConfigDict()
@@ -79,6 +84,8 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     num_sets = {"smoke": 2, "_paper": 512}.get("smoke" if smoke else variant, 48)
     if teacher_type:
         num_sets = 10
+    if variant in _ABLATIONS:
+        num_sets = 12
     rows_per_set = 8 if smoke else _ROWS_PER_SET
     if variant == "_di_protocol":
         # ZSKD's transfer-set size: 24,000 (MNIST) or 48,000 (Fashion-MNIST).
