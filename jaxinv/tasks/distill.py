@@ -9,8 +9,8 @@ soft targets) and Student-CE (labels), as Tables 1-3 of the paper.
 Config (`distill` block): `student` (a `jaxinv.models` name), `seed`, `num_seeds` (students
 distilled with seeds seed, seed + 1, ...), `extra_students` (further model names, one seed
 each, on the same transfer set: a row of a teacher × student matrix), `temperature`,
-`scale_by_t2`, `augment`, `references` (a subset of ("kd", "ce")), and the fit settings (`batch_size`, `num_steps`,
-`checkpoint_every`, `log_every`, `eval_batch_size`, `optimizer`).
+`scale_by_t2`, `augment`, `references` (a subset of ("kd", "ce")), and the fit settings
+(`batch_size`, `num_steps`, `checkpoint_every`, `log_every`, `eval_batch_size`, `optimizer`).
 
 References:
   Nayak et al., "Mining Data Impressions from Deep Models as Substitute for the Unavailable
