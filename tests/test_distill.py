@@ -142,3 +142,23 @@ def test_seed_spread_summarises_per_seed_accuracies():
     assert spread["mean"] == pytest.approx(statistics.mean(accuracies))
     assert spread["sd"] == pytest.approx(statistics.stdev(accuracies))  # sample sd
     assert (spread["min"], spread["max"]) == (58.25, 64.5)
+
+
+def test_extra_students_are_distilled_on_the_same_transfer_set(mnist_teacher, mnist_impressions,
+                                                                session_data_dir, tmp_path,
+                                                                monkeypatch):
+    """`extra_students` adds one student per model name on the same TransferSet (a row of a
+    teacher x student matrix), each in its own folder, each far above chance on real MNIST."""
+    import ml_collections
+
+    monkeypatch.setenv("JAXINV_DATA_DIR", session_data_dir)
+    _, transfer_set = mnist_impressions
+    block = distill_lib.default_config()
+    block.update(small_config(150))
+    block.student, block.extra_students = "lenet5_half", ("mlp",)
+    config = ml_collections.ConfigDict({"dataset": "mnist", "image_size": 32, "distill": block})
+    results = distill_lib.run(config, mnist_teacher, transfer_set, str(tmp_path))
+    print(f"students on {len(transfer_set)} DIs: {results}")
+    assert set(results["extra_students"]) == {"mlp"}
+    assert results["extra_students"]["mlp"] > 30.0
+    assert (tmp_path / "student_mlp" / "model").exists()
