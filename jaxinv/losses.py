@@ -125,3 +125,120 @@ def double_distillation_loss(logits: jax.Array, old_logits: jax.Array,
 
     target = jnp.concatenate([centred(old_logits), centred(new_logits)], axis=-1)
     return jnp.mean((logits - target) ** 2)
+
+
+def batchnorm_statistics_loss(stats: list[dict[str, jax.Array]]) -> jax.Array:
+    """Σ over BatchNorm layers of ‖μ − μ_run‖₂ + ‖σ² − σ²_run‖₂ (unsquared norms).
+
+    The distance between a batch's feature statistics at the input of every BN layer and the
+    running statistics the teacher stored from its training data.
+
+    Args:
+      stats: one dict per BN layer with "mean", "var", "running_mean", "running_var", each
+        (C_l,), as :meth:`jaxinv.teacher.Teacher.batchnorm_statistics` returns them.
+
+    Returns:
+      Scalar ≥ 0; 0 exactly when every layer's batch statistics equal its running ones.
+
+    References:
+      Yin et al., "Dreaming to Distill: Data-free Knowledge Transfer via DeepInversion", CVPR
+      2020, eq. 4; Fang et al., "Contrastive Model Inversion for Data-Free Knowledge
+      Distillation", IJCAI 2021, eq. 1 (the norms as both reference codes take them).
+    """
+    return sum(jnp.linalg.norm(s["mean"] - s["running_mean"])
+               + jnp.linalg.norm(s["var"] - s["running_var"]) for s in stats)
+
+
+def adversarial_divergence(teacher_logits: jax.Array, student_logits: jax.Array, *,
+                           temperature: float = 1.0, agreeing_only: bool = True) -> jax.Array:
+    """−KL(softmax(t/τ) ‖ softmax(s/τ)), averaged over the batch: minimising it makes samples
+    on which the student disagrees with the teacher.
+
+    Args:
+      teacher_logits, student_logits: (N, K); gradients flow into both (stop them where a
+        side is to stay fixed).
+      temperature: τ > 0.
+      agreeing_only: count only samples whose argmax the two share (CMI's decision-adversarial
+        loss, eq. 10), so that samples already across the boundary are not pushed further.
+
+    Returns:
+      Scalar ≤ 0.
+
+    References:
+      Fang et al., IJCAI 2021, eqs. 3 and 10; Micaelli and Storkey, "Zero-shot Knowledge
+      Transfer via Adversarial Belief Matching", NeurIPS 2019.
+    """
+    log_p = jax.nn.log_softmax(teacher_logits / temperature, axis=-1)
+    log_q = jax.nn.log_softmax(student_logits / temperature, axis=-1)
+    kl = jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+    if agreeing_only:
+        kl = kl * (teacher_logits.argmax(-1) == student_logits.argmax(-1))
+    return -kl.mean()
+
+
+def jensen_shannon(logits_a: jax.Array, logits_b: jax.Array, *,
+                   temperature: float = 1.0) -> jax.Array:
+    """Mean Jensen-Shannon divergence between softmax(a/τ) and softmax(b/τ) per example.
+
+    Args:
+      logits_a, logits_b: (N, K).
+
+    Returns:
+      Scalar in [0, log 2].
+
+    References:
+      Yin et al., CVPR 2020, eq. 8 (Adaptive DeepInversion's competition term, τ = 3).
+    """
+    p = jax.nn.softmax(logits_a / temperature, axis=-1)
+    q = jax.nn.softmax(logits_b / temperature, axis=-1)
+    m = 0.5 * (p + q)
+
+    def kl(x, y):
+        return jnp.sum(jnp.where(x > 0, x * (jnp.log(jnp.maximum(x, 1e-30))
+                                             - jnp.log(jnp.maximum(y, 1e-30))), 0.0), axis=-1)
+
+    return (0.5 * (kl(p, m) + kl(q, m))).mean()
+
+
+def instance_contrastive_loss(anchors: jax.Array, positives: jax.Array, negatives: jax.Array,
+                              *, temperature: float = 0.1) -> jax.Array:
+    """InfoNCE instance discrimination: each anchor against its positive and shared negatives.
+
+    Embeddings are L2-normalised, so similarities are cosines (eq. 6). The denominator holds
+    the positive and every negative, as the CMI code's cross-entropy over [positive, negatives].
+
+    Args:
+      anchors: (N, D); positives: (N, D), row i the other view of anchor i; negatives: (M, D),
+        e.g. the other samples of the batch and a memory bank.
+      temperature: τ > 0 (CMI: 0.1).
+
+    Returns:
+      Scalar ≥ 0.
+
+    References:
+      Fang et al., IJCAI 2021, eq. 7; Wu et al., "Unsupervised Feature Learning via
+      Non-Parametric Instance Discrimination", CVPR 2018; Oord et al., "Representation
+      Learning with Contrastive Predictive Coding", 2018.
+    """
+    def unit(x):
+        return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+    anchors, positives, negatives = unit(anchors), unit(positives), unit(negatives)
+    positive = jnp.sum(anchors * positives, axis=-1, keepdims=True)
+    logits = jnp.concatenate([positive, anchors @ negatives.T], axis=-1) / temperature
+    return -jax.nn.log_softmax(logits, axis=-1)[:, 0].mean()
+
+
+def image_l2(images: jax.Array) -> jax.Array:
+    """Per-image squared L2 norm, a prior against saturated pixels.
+
+    Args:
+      images: (..., H, W, C).
+
+    Returns:
+      (...) per-image penalty, ≥ 0.
+
+    References:
+      Yin et al., CVPR 2020, eq. 3 (R_l2); Mahendran and Vedaldi, CVPR 2015.
+    """
+    return jnp.sum(images**2, axis=(-3, -2, -1))

@@ -91,16 +91,17 @@ class Teacher:
                 "nn.Conv)> to Teacher, or use a method that needs only input gradients.")
         return head["kernel"], head.get("bias")
 
-    def batchnorm_statistics(self, images: jax.Array,
-                             variables: dict | None = None) -> list[dict[str, jax.Array]]:
-        """For each BatchNorm layer: the batch mean/var of its input and its running mean/var.
+    def batchnorm_statistics(self, images: jax.Array, variables: dict | None = None
+                             ) -> tuple[jax.Array, list[dict[str, jax.Array]]]:
+        """The logits and, for each BatchNorm layer, the batch mean/var of its input and its
+        running mean/var, from one forward pass in inference mode.
 
         Args:
           images: (N, H, W, C) in [0, 1].
 
         Returns:
-          One dict per layer, in call order, with "mean", "var" (of this batch's input over
-          every axis but the channels) and "running_mean", "running_var".
+          (logits (N, K), stats): one dict per layer, in call order, with "mean", "var" (of this
+          batch's input over every axis but the channels) and "running_mean", "running_var".
 
         Raises:
           TeacherLayerError: the model has no BatchNorm layer.
@@ -118,13 +119,13 @@ class Teacher:
             return next_fun(*args, **kwargs)
 
         with nn.intercept_methods(capture):
-            self._apply(variables, images)
+            logits = self._apply(variables, images)
         if not captured:
             raise TeacherLayerError(
                 f"{type(self.model).__name__} has no BatchNorm layers, so methods that match "
                 "BN statistics (DeepInversion, CMI, SpaceshipNet) cannot use it. Use Data "
                 "Impressions, CAKE or DfM, which need only input gradients.")
-        return captured
+        return logits, captured
 
 
 def from_module(model: nn.Module, variables: dict, image_shape: tuple[int, int, int], *,

@@ -125,7 +125,8 @@ def test_batchnorm_statistics_are_the_inputs_moments_and_running_stats(make_teac
     variables = {**teacher.variables,
                  "batch_stats": {**teacher.variables["batch_stats"], "bn1": running}}
     images = _images(8, (8, 8, 3))
-    stats = jax.jit(teacher.batchnorm_statistics)(images, variables)
+    logits, stats = jax.jit(teacher.batchnorm_statistics)(images, variables)
+    chex.assert_trees_all_close(logits, teacher.logits(images, variables), atol=1e-5)
     assert [s["mean"].shape for s in stats] == [(4,), (6,)]
     assert [s["running_var"].shape for s in stats] == [(4,), (6,)]
     _, state = jax.jit(functools.partial(teacher.model.apply, mutable=["intermediates"]))(
@@ -136,7 +137,7 @@ def test_batchnorm_statistics_are_the_inputs_moments_and_running_stats(make_teac
     chex.assert_trees_all_close(stats[0]["running_mean"], running["mean"])
     chex.assert_trees_all_close(stats[0]["running_var"], running["var"])
     # Stored variables are used when none are passed (fresh running stats: zeros and ones).
-    stored = jax.jit(teacher.batchnorm_statistics)(images)
+    _, stored = jax.jit(teacher.batchnorm_statistics)(images)
     np.testing.assert_array_equal(stored[1]["running_var"], np.ones(6))
 
 
@@ -147,9 +148,8 @@ def test_batchnorm_statistics_of_resnet32_cover_every_layer(make_teacher):
     abstract = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0),
                                                             (32, 32, 3)))
     teacher = Teacher(model=model, variables=abstract, image_shape=(32, 32, 3))
-    stats = jax.eval_shape(teacher.batchnorm_statistics, jax.ShapeDtypeStruct((4, 32, 32, 3),
-                                                                              jnp.float32),
-                           abstract)
+    _, stats = jax.eval_shape(teacher.batchnorm_statistics,
+                              jax.ShapeDtypeStruct((4, 32, 32, 3), jnp.float32), abstract)
     num_bn_layers = sum(1 for path, _ in jax.tree_util.tree_leaves_with_path(
         abstract["batch_stats"]) if path[-1].key == "mean")
     assert len(stats) == num_bn_layers >= 31
