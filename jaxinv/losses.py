@@ -145,8 +145,15 @@ def batchnorm_statistics_loss(stats: list[dict[str, jax.Array]]) -> jax.Array:
       2020, eq. 4; Fang et al., "Contrastive Model Inversion for Data-Free Knowledge
       Distillation", IJCAI 2021, eq. 1 (the norms as both reference codes take them).
     """
-    return sum(jnp.linalg.norm(s["mean"] - s["running_mean"])
-               + jnp.linalg.norm(s["var"] - s["running_var"]) for s in stats)
+    return sum(_norm(s["mean"] - s["running_mean"]) + _norm(s["var"] - s["running_var"])
+               for s in stats)
+
+
+def _norm(x: jax.Array) -> jax.Array:
+    """‖x‖₂ with a zero (not NaN) gradient at x = 0, where a layer of dead units puts it."""
+    squared = jnp.sum(x**2)
+    positive = squared > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
 
 
 def adversarial_divergence(teacher_logits: jax.Array, student_logits: jax.Array, *,

@@ -4,7 +4,8 @@ The test-only methods prove the contract's two general capabilities with nothing
 `generator_method` optimises a generator's weights and latent codes instead of pixels;
 `bank_method` carries a memory bank across rounds, re-initialises its generator at every round
 and distils a student between rounds, as CMI does. `run_all(workdir)` runs each on a small
-random teacher; this file is also run as a script in a subprocess with 1 or 8 devices.
+random teacher (one with BatchNorm for the methods that match BN statistics); this file is
+also run as a script in a subprocess with 1 or 8 devices.
 """
 
 from __future__ import annotations
@@ -29,6 +30,17 @@ class _Generator(nn.Module):
     def __call__(self, latents):
         x = nn.relu(nn.Dense(32)(latents))
         return nn.sigmoid(nn.Dense(int(np.prod(IMAGE_SHAPE)))(x)).reshape(-1, *IMAGE_SHAPE)
+
+
+class _BNTeacher(nn.Module):
+    """conv 3x3 -> BatchNorm -> ReLU -> dense `head`: a teacher for methods that match BN
+    statistics."""
+
+    @nn.compact
+    def __call__(self, images, train: bool = False):
+        x = nn.Conv(16, (3, 3))(images)
+        x = nn.relu(nn.BatchNorm(use_running_average=not train)(x))
+        return nn.Dense(10, name="head")(x.reshape(*x.shape[:-3], -1))
 
 
 class _Student(nn.Module):
@@ -144,35 +156,59 @@ def random_teacher(seed: int = 0):
     return from_module(model, variables, IMAGE_SHAPE)
 
 
-def method_cases(teacher):
-    """name -> (method, inputs, metadata, synthesize kwargs) for every method to check."""
+def random_bn_teacher():
+    """:class:`_BNTeacher` with flax's initialisation (running statistics 0 and 1)."""
+    from jaxinv import models
+    from jaxinv.teacher import from_module
+
+    model = _BNTeacher()
+    return from_module(model, models.init_variables(model, jax.random.key(0), IMAGE_SHAPE),
+                       IMAGE_SHAPE)
+
+
+def method_cases(teacher, bn_teacher):
+    """name -> (method, inputs, metadata, synthesize kwargs, teacher) for every method to check.
+
+    A method that refuses `teacher` for lacking BatchNorm runs on `bn_teacher`.
+    """
     from jaxinv import synthesis
+    from jaxinv.teacher import TeacherLayerError
 
     cases = {}
     for name in synthesis.available_methods():
-        config = synthesis.get_method_module(name).smoke_config()
-        method, inputs, metadata = synthesis.get_method_module(name).build(teacher, config)
+        module = synthesis.get_method_module(name)
+        config = module.smoke_config()
+        try:
+            case_teacher = teacher
+            method, inputs, metadata = module.build(teacher, config)
+        except TeacherLayerError:
+            case_teacher = bn_teacher
+            method, inputs, metadata = module.build(bn_teacher, config)
         cases[name] = (method, inputs, metadata,
                        dict(seed=config.seed, chunk_size=config.get("chunk_size"),
                             steps_per_call=config.get("steps_per_call"),
-                            checkpoint_every=config.get("checkpoint_every", 1)))
+                            checkpoint_every=config.get("checkpoint_every", 1)), case_teacher)
     classes = np.arange(NUM_EXAMPLES) % 10
     one_hot = {"targets": np.eye(10, dtype=np.float32)[classes]}
     cases["test_generator"] = (generator_method(teacher), one_hot, {"class": classes},
-                               dict(seed=1, chunk_size=8, steps_per_call=4))
+                               dict(seed=1, chunk_size=8, steps_per_call=4), teacher)
     cases["test_bank"] = (bank_method(teacher), one_hot, {"class": classes},
-                          dict(seed=2, checkpoint_every=1))
+                          dict(seed=2, checkpoint_every=1), teacher)
     return cases
+
+
+def all_cases():
+    """:func:`method_cases` on the two random teachers."""
+    return method_cases(random_teacher(), random_bn_teacher())
 
 
 def run_all(workdir: str) -> dict:
     """{name: TransferSet} of every case, synthesised into `workdir/<name>`."""
     from jaxinv import synthesis
 
-    teacher = random_teacher()
     return {name: synthesis.synthesize(method, teacher, inputs, metadata=metadata,
                                        workdir=os.path.join(workdir, name), **kwargs)
-            for name, (method, inputs, metadata, kwargs) in method_cases(teacher).items()}
+            for name, (method, inputs, metadata, kwargs, teacher) in all_cases().items()}
 
 
 if __name__ == "__main__":

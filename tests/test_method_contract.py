@@ -18,7 +18,7 @@ import pytest
 
 from jaxinv import checkpoint, synthesis
 
-CASES = sorted(contract_methods.method_cases(contract_methods.random_teacher()))
+CASES = sorted(contract_methods.all_cases())
 
 
 class Interrupt(Exception):
@@ -26,8 +26,8 @@ class Interrupt(Exception):
 
 
 @pytest.fixture(scope="module")
-def teacher():
-    return contract_methods.random_teacher()
+def cases():
+    return contract_methods.all_cases()
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,8 @@ def test_the_registry_holds_every_method_module():
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_images_logits_and_targets(name, teacher, straight_runs):
+def test_images_logits_and_targets(name, cases, straight_runs):
+    teacher = cases[name][-1]
     transfer_set = straight_runs[name]
     num = len(transfer_set)
     assert transfer_set.images.shape == (num, *teacher.image_shape)
@@ -55,19 +56,19 @@ def test_images_logits_and_targets(name, teacher, straight_runs):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_same_seed_same_result(name, teacher, straight_runs, tmp_path):
-    method, inputs, metadata, kwargs = contract_methods.method_cases(teacher)[name]
+def test_same_seed_same_result(name, cases, straight_runs, tmp_path):
+    method, inputs, metadata, kwargs, teacher = cases[name]
     again = synthesis.synthesize(method, teacher, inputs, metadata=metadata,
                                  workdir=str(tmp_path), **kwargs)
     np.testing.assert_array_equal(again.images, straight_runs[name].images)
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_interrupted_run_resumes_bit_identically(name, teacher, straight_runs, tmp_path,
+def test_interrupted_run_resumes_bit_identically(name, cases, straight_runs, tmp_path,
                                                  monkeypatch):
     """Stopped right after its first checkpoint (a chunk, or a round's state), a rerun in the
     same workdir ends with exactly the TransferSet of an uninterrupted run."""
-    method, inputs, metadata, kwargs = contract_methods.method_cases(teacher)[name]
+    method, inputs, metadata, kwargs, teacher = cases[name]
     original_save = checkpoint.Checkpoints.save
     saves = []
 

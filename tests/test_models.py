@@ -28,6 +28,8 @@ INPUT_SHAPES = {
     "mlp": GRAYSCALE_32,
     "vit": GRAYSCALE_32,
     "resnet8": GRAYSCALE_32,
+    "bn_cnn": GRAYSCALE_32,
+    "bn_cnn_half": GRAYSCALE_32,
 }
 # The smallest model of each family; only these run for real, to keep the file fast on CPU.
 FAMILY_REPRESENTATIVES = (
@@ -101,10 +103,12 @@ def test_param_counts_match_the_papers(name, cited_count):
 
 
 @pytest.mark.parametrize(("name", "count"), [("mlp", 330_762), ("vit", 61_450),
-                                             ("resnet8", 19_810)])
-def test_cross_type_models_fit_a_cpu(name, count):
-    """CAKE's cross-type study (MLP, ViT, ResNet next to LeNet-5): the README's parameter
-    counts, and at most about 5M multiply-adds per 32x32 grey image (XLA's count)."""
+                                             ("resnet8", 19_810), ("bn_cnn", 61_050),
+                                             ("bn_cnn_half", 15_554)])
+def test_digit_models_fit_a_cpu(name, count):
+    """CAKE's cross-type models (MLP, ViT, ResNet next to LeNet-5) and the BN teacher of
+    DeepInversion and CMI: the README's parameter counts, and at most about 5M multiply-adds
+    per 32x32 grey image (XLA's count)."""
     model = models.get_model(name)
     images = jnp.zeros((1, *GRAYSCALE_32))
     variables = _abstract_variables(model, images)
@@ -182,6 +186,7 @@ def test_train_step_runs_and_input_gradient_is_finite(name):
         ("resnet18", 20),  # stem, 2 per block, 3 projection shortcuts
         ("wrn16_1", 13),  # 2 per block and the final one
         ("vgg11", 8),  # one per convolution
+        ("bn_cnn", 4),
     ],
 )
 def test_batch_norm_inputs_can_be_intercepted(name, num_batch_norms):

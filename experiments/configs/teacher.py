@@ -13,6 +13,9 @@ Run one (about 2-6 minutes on 2 CPU cores):
   jaxinv train teacher.py:mnist_mlp --workdir runs/teacher_mnist_mlp
   jaxinv train teacher.py:mnist_vit --workdir runs/teacher_mnist_vit
   jaxinv train teacher.py:mnist_resnet8 --workdir runs/teacher_mnist_resnet8
+  # The BatchNorm CNN of DeepInversion and CMI:
+  jaxinv train teacher.py:mnist_bn_cnn --workdir runs/teacher_mnist_bn_cnn
+  jaxinv train teacher.py:fashion_mnist_bn_cnn --workdir runs/teacher_fashion_mnist_bn_cnn
 
 `:smoke` trains 150 steps on 2048 MNIST images (about 90 %), for tests:
 
@@ -39,12 +42,16 @@ _RECIPES = {
     "mnist_mlp": (20, 1e-3, _NO_AUGMENT),
     "mnist_vit": (20, 1e-3, _DIGIT_AUGMENT),
     "mnist_resnet8": (15, 2e-3, _DIGIT_AUGMENT),
+    "mnist_bn_cnn": (15, 2e-3, _DIGIT_AUGMENT),
+    "fashion_mnist_bn_cnn": (20, 2e-3, _NO_AUGMENT),
 }
 # Recipes of another model than LeNet-5, and the suffix naming it.
-_MODELS = {"mnist_mlp": "mlp", "mnist_vit": "vit", "mnist_resnet8": "resnet8"}
+_MODELS = {"mnist_mlp": "mlp", "mnist_vit": "vit", "mnist_resnet8": "resnet8",
+           "mnist_bn_cnn": "bn_cnn", "fashion_mnist_bn_cnn": "bn_cnn"}
 _TRAIN_SIZES = {"mnist": 60000, "mnist_plain": 60000, "fashion_mnist": 60000, "usps": 7291,
                 "mnist_robust": 60000, "fashion_mnist_robust": 60000, "mnist_mlp": 60000,
-                "mnist_vit": 60000, "mnist_resnet8": 60000}
+                "mnist_vit": 60000, "mnist_resnet8": 60000, "mnist_bn_cnn": 60000,
+                "fashion_mnist_bn_cnn": 60000}
 # Madry et al.'s PGD training at the community's l∞ ε (0.3 MNIST, 0.1 Fashion-MNIST), PGD-10
 # of 2.5ε/10; ε ramps up linearly over the first epochs, since LeNet-5 does not learn at
 # ε = 0.3 from the start. (ε, ramp epochs.)
@@ -53,7 +60,8 @@ _ADVERSARIAL = {"mnist_robust": (0.3, 3), "fashion_mnist_robust": (0.1, 1)}
 
 def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     """Config for `arg` in {mnist, mnist_plain, fashion_mnist, usps, mnist_robust,
-    fashion_mnist_robust, mnist_mlp, mnist_vit, mnist_resnet8, smoke, smoke_robust}."""
+    fashion_mnist_robust, mnist_mlp, mnist_vit, mnist_resnet8, mnist_bn_cnn,
+    fashion_mnist_bn_cnn, smoke, smoke_robust}."""
     smoke = arg.startswith("smoke")
     dataset = "mnist" + arg.removeprefix("smoke") if smoke else arg
     if dataset not in _RECIPES:

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from jaxinv.models.adda import AddaDiscriminator, AddaLeNet
 from jaxinv.models.alexnet import CifarAlexNet, local_response_norm
+from jaxinv.models.bn_cnn import BNCNN
 from jaxinv.models.digits import DigitsCNN
 from jaxinv.models.lenet import LeNet5, max_pool_2x2
 from jaxinv.models.mlp import MLP
@@ -49,6 +50,7 @@ __all__ = [
     "MODEL_NAMES",
     "AddaDiscriminator",
     "AddaLeNet",
+    "BNCNN",
     "BasicBlock",
     "CifarAlexNet",
     "CifarResNet",
@@ -100,6 +102,8 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "vgg19": functools.partial(CifarVGG, stages=VGG19_STAGES),
     "adda_lenet": AddaLeNet,
     "adda_discriminator": _adda_discriminator,
+    "bn_cnn": BNCNN,
+    "bn_cnn_half": functools.partial(BNCNN, widths=(8, 16, 32, 32)),
     "mlp": MLP,
     "vit": ViT,
     # ResNet-8 for 32x32 grey digits, standardised by MNIST's pixel statistics.
