@@ -78,6 +78,18 @@ def mnist_teacher(session_data_dir, teacher_store, smoke_config_of):
 
 
 @pytest.fixture(scope="session")
+def mnist_bn_teacher(session_data_dir, teacher_store, smoke_config_of):
+    """The BatchNorm CNN teacher of `deepinversion.py:smoke` (150 steps on 2048 MNIST images),
+    trained once into the session's teacher store."""
+    from jaxinv import pipeline
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JAXINV_DATA_DIR", session_data_dir)
+        teacher, _ = pipeline.obtain_teacher(smoke_config_of("deepinversion.py:smoke"))
+    return teacher
+
+
+@pytest.fixture(scope="session")
 def mnist_impressions(mnist_teacher, tmp_path_factory):
     """160 Data Impressions of `mnist_teacher` (βs 1.0 and 0.1, 200 Adam steps), made once.
 

@@ -1,0 +1,96 @@
+"""DeepInversion (jaxinv/synthesis/deepinversion.py) on a real BatchNorm MNIST teacher: it
+matches the teacher's BN statistics, refuses teachers and settings it cannot use, and its smoke
+config runs end to end. Determinism, 1 vs 8 devices and resume are the shared contract's."""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxinv import data, losses, models, pipeline, synthesis, train
+from jaxinv.synthesis import deepinversion
+from jaxinv.teacher import TeacherLayerError
+
+
+def _config(**overrides):
+    config = deepinversion.smoke_config()
+    config.update(dict(num_per_class=8, batch_size=10, num_steps=60, learning_rate=0.1,
+                       weights={"bn": 1.0, "cls": 1.0, "tv": 1e-3, "l2": 0.0}, jitter=2,
+                       chunk_size=80, steps_per_call=30))
+    config.update(overrides)
+    return config
+
+
+def _bn_loss(teacher, images, batch_size):
+    return float(np.mean([losses.batchnorm_statistics_loss(
+        teacher.batchnorm_statistics(images[i:i + batch_size])[1])
+        for i in range(0, len(images), batch_size)]))
+
+
+def test_a_short_run_lowers_the_bn_loss_and_reaches_the_classes(mnist_bn_teacher, tmp_path):
+    config = _config()
+    method, inputs, metadata = deepinversion.build(mnist_bn_teacher, config)
+    init_rng = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), 0))[0]
+    start = np.asarray(method.images(method.init(init_rng, inputs)))
+    transfer_set = synthesis.synthesize(method, mnist_bn_teacher, inputs, metadata=metadata,
+                                        seed=config.seed, workdir=str(tmp_path),
+                                        chunk_size=config.chunk_size,
+                                        steps_per_call=config.steps_per_call)
+    before = _bn_loss(mnist_bn_teacher, start, config.batch_size)
+    after = _bn_loss(mnist_bn_teacher, transfer_set.images, config.batch_size)
+    print(f"BN loss {before:.3f} -> {after:.3f}")
+    assert after < 0.7 * before
+    assert np.mean(transfer_set.logits.argmax(-1) == metadata["class"]) > 0.4  # chance: 0.1
+    # Every batch mixes classes, as the reference's random labels do.
+    batches = metadata["class"].reshape(-1, config.batch_size)
+    assert all(len(set(batch)) > 1 for batch in batches)
+
+
+def test_a_teacher_without_batchnorm_is_refused_naming_methods_that_need_none(mnist_teacher,
+                                                                               tmp_path):
+    with pytest.raises(TeacherLayerError, match="Data Impressions, CAKE or DfM"):
+        synthesis.synthesize_from_config(mnist_teacher, _config(), str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    (dict(batch_size=1), "batch_size must be a whole number ≥ 2"),
+    (dict(weights={"bn": -1.0, "cls": 1.0, "tv": 0.0, "l2": 0.0}), "weights must be ≥ 0"),
+    (dict(jitter=-1), "jitter must be a whole number of pixels ≥ 0"),
+    (dict(batch_size=12), "is not a multiple of batch_size 12"),
+    (dict(learning_rate=0.0), "learning_rate must be > 0"),
+])
+def test_bad_settings_are_refused_with_what_to_do(override, message):
+    config = _config()
+    config.update(override)
+    with pytest.raises(ValueError, match=message):
+        synthesis.check_config(config, (32, 32, 1), 10)
+
+
+def test_jitter_rolls_and_flips_the_whole_batch_alike():
+    images = np.arange(2 * 4 * 4).reshape(2, 4, 4, 1).astype(np.float32)
+    out = np.asarray(deepinversion.jitter_and_flip(images, jax.random.key(3), jitter=2,
+                                                   flip=True))
+    found = [(dy, dx, f) for dy in range(-2, 3) for dx in range(-2, 3) for f in (False, True)
+             if np.array_equal(out, np.roll(images, (dy, dx), axis=(1, 2))[:, :, ::-1]
+                               if f else np.roll(images, (dy, dx), axis=(1, 2)))]
+    assert found  # one roll (and flip) explains both images
+    unchanged = deepinversion.jitter_and_flip(images, jax.random.key(3), jitter=0, flip=False)
+    np.testing.assert_array_equal(unchanged, images)
+
+
+@pytest.mark.slow
+def test_smoke_config_runs_end_to_end(mnist_bn_teacher, teacher_store, session_data_dir,
+                                      smoke_config_of, monkeypatch, tmp_path):
+    monkeypatch.setenv("JAXINV_DATA_DIR", session_data_dir)
+    results = pipeline.run(smoke_config_of("deepinversion.py:smoke"), str(tmp_path / "run"))
+    assert results["method"] == "deepinversion" and results["num_transfer_images"] == 80
+    assert results["teacher_target_agreement"] > 0.3  # chance: 0.1
+    assert 0.0 <= results["distill"]["student_test_accuracy"] <= 100.0
+
+
+def test_the_bn_teacher_learns_mnist(mnist_bn_teacher, session_data_dir):
+    test = data.load_dataset("mnist", "test", data_dir=session_data_dir, limit=2000)
+    accuracy = train.evaluate(mnist_bn_teacher.model, mnist_bn_teacher.variables, test.images,
+                              test.labels)["accuracy"]
+    assert accuracy > 80.0
+    assert models.count_params(mnist_bn_teacher.variables["params"]) == 61_050
