@@ -47,7 +47,7 @@ import numpy as np
 from jaxinv import losses
 from jaxinv.synthesis.method import SynthesisMethod, group_gradients, pixels
 from jaxinv.teacher import Teacher
-from jaxinv.validation import is_count
+from jaxinv.validation import check_loss_weights, is_count
 
 WEIGHTS = ("cls", "contrastive", "tv")
 
@@ -143,11 +143,7 @@ def _check_settings(group_size, num_classes: int, weights: dict, init_std) -> No
         raise ValueError(f"synthesis.group_size must be a whole number in [2, {num_classes}] "
                          f"(a row holds distinct classes, and the contrastive term needs two); "
                          f"got {group_size!r}.")
-    if set(weights) != set(WEIGHTS):
-        raise ValueError(f"synthesis.weights must hold exactly {WEIGHTS}, got {sorted(weights)}.")
-    bad = {k: v for k, v in weights.items() if not (math.isfinite(v) and v >= 0)}
-    if bad:
-        raise ValueError(f"synthesis.weights must be ≥ 0 (0 switches a term off), got {bad}.")
+    check_loss_weights(weights, WEIGHTS)
     if not (math.isfinite(init_std) and init_std >= 0):
         raise ValueError(f"synthesis.init_std must be ≥ 0, got {init_std}.")
 

@@ -39,7 +39,7 @@ from jaxinv import losses
 from jaxinv.synthesis import dirichlet
 from jaxinv.synthesis.method import SynthesisMethod, grouped_pixel_step, pixels
 from jaxinv.teacher import Teacher
-from jaxinv.validation import is_count
+from jaxinv.validation import check_loss_weights, is_count
 
 WEIGHTS = ("bn", "cls", "tv", "l2")
 
@@ -103,11 +103,7 @@ def _check_settings(batch_size, weights: dict, jitter) -> None:
     if not is_count(batch_size, minimum=2):
         raise ValueError(f"synthesis.batch_size must be a whole number ≥ 2 (BatchNorm "
                          f"statistics are a batch's), got {batch_size!r}.")
-    if set(weights) != set(WEIGHTS):
-        raise ValueError(f"synthesis.weights must hold exactly {WEIGHTS}, got {sorted(weights)}.")
-    bad = {k: v for k, v in weights.items() if not (math.isfinite(v) and v >= 0)}
-    if bad:
-        raise ValueError(f"synthesis.weights must be ≥ 0 (0 switches a term off), got {bad}.")
+    check_loss_weights(weights, WEIGHTS)
     if not is_count(jitter, minimum=0):
         raise ValueError(f"synthesis.jitter must be a whole number of pixels ≥ 0, got "
                          f"{jitter!r}.")
