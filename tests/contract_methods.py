@@ -188,6 +188,14 @@ def method_cases(teacher, bn_teacher):
                        dict(seed=config.seed, chunk_size=config.get("chunk_size"),
                             steps_per_call=config.get("steps_per_call"),
                             checkpoint_every=config.get("checkpoint_every", 1)), case_teacher)
+    # Adaptive DeepInversion: the smoke block with a competing student, a stateful method.
+    from jaxinv.synthesis import deepinversion
+
+    config = deepinversion.smoke_config()
+    config.update(dict(num_per_class=2, batch_size=4, num_steps=48, competition=1.0))
+    method, inputs, metadata = deepinversion.build(bn_teacher, config)
+    cases["adaptive_deepinversion"] = (method, inputs, metadata,
+                                       dict(seed=config.seed, checkpoint_every=2), bn_teacher)
     classes = np.arange(NUM_EXAMPLES) % 10
     one_hot = {"targets": np.eye(10, dtype=np.float32)[classes]}
     cases["test_generator"] = (generator_method(teacher), one_hot, {"class": classes},

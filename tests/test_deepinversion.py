@@ -79,11 +79,13 @@ def test_jitter_rolls_and_flips_the_whole_batch_alike():
 
 
 @pytest.mark.slow
-def test_smoke_config_runs_end_to_end(mnist_bn_teacher, teacher_store, session_data_dir,
-                                      smoke_config_of, monkeypatch, tmp_path):
+@pytest.mark.parametrize("spec, method", [("smoke", "deepinversion"),
+                                          ("smoke_adi", "adaptive_deepinversion")])
+def test_smoke_config_runs_end_to_end(spec, method, mnist_bn_teacher, teacher_store,
+                                      session_data_dir, smoke_config_of, monkeypatch, tmp_path):
     monkeypatch.setenv("JAXINV_DATA_DIR", session_data_dir)
-    results = pipeline.run(smoke_config_of("deepinversion.py:smoke"), str(tmp_path / "run"))
-    assert results["method"] == "deepinversion" and results["num_transfer_images"] == 80
+    results = pipeline.run(smoke_config_of(f"deepinversion.py:{spec}"), str(tmp_path / "run"))
+    assert results["method"] == method and results["num_transfer_images"] == 80
     assert results["teacher_target_agreement"] > 0.3  # chance: 0.1
     assert 0.0 <= results["distill"]["student_test_accuracy"] <= 100.0
 
@@ -94,3 +96,37 @@ def test_the_bn_teacher_learns_mnist(mnist_bn_teacher, session_data_dir):
                               test.labels)["accuracy"]
     assert accuracy > 80.0
     assert models.count_params(mnist_bn_teacher.variables["params"]) == 61_050
+
+
+def test_adaptive_rounds_fill_the_bank_a_batch_at_a_time_and_carry_the_student(
+        mnist_bn_teacher):
+    """ADI: each round writes one new batch into the bank and leaves the earlier ones as they
+    were, and the student (trained between rounds) carries over from round to round."""
+    config = _config(num_per_class=3, batch_size=10, num_steps=10, competition=1.0,
+                     student_steps=3)
+    method, inputs, _ = deepinversion.build(mnist_bn_teacher, config)
+    assert method.num_steps == 3 and not method.independent_examples
+    step = jax.jit(method.step)
+    state = method.init(jax.random.key(0), inputs)
+    students = [state["student"].params]
+    banks = [np.asarray(state["bank"])]
+    for index in range(3):
+        state, metrics = step(state, mnist_bn_teacher.variables, jax.random.key(index + 1))
+        assert np.isfinite(metrics["loss"]) and np.isfinite(metrics["student_loss"])
+        banks.append(np.asarray(state["bank"]))
+        students.append(state["student"].params)
+        filled = 10 * (index + 1)
+        np.testing.assert_array_equal(banks[-1][:filled - 10], banks[-2][:filled - 10])
+        assert np.abs(banks[-1][filled - 10:filled]).sum() > 0
+        assert not np.any(banks[-1][filled:])
+    changed = jax.tree.map(lambda a, b: bool(np.any(a != b)), students[0], students[-1])
+    assert all(jax.tree.leaves(changed))
+
+
+def test_adaptive_settings_are_checked():
+    config = _config(competition=-1.0)
+    with pytest.raises(ValueError, match="competition must be ≥ 0"):
+        synthesis.check_config(config, (32, 32, 1), 10)
+    config = _config(competition=1.0, student="nonexistent")
+    with pytest.raises(ValueError, match="Unknown model 'nonexistent'"):
+        synthesis.check_config(config, (32, 32, 1), 10)

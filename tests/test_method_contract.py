@@ -37,7 +37,8 @@ def straight_runs(tmp_path_factory):
 
 def test_the_registry_holds_every_method_module():
     assert "impressions" in synthesis.available_methods()
-    assert {"test_generator", "test_bank", *synthesis.available_methods()} == set(CASES)
+    assert {"test_generator", "test_bank", "adaptive_deepinversion",
+            *synthesis.available_methods()} == set(CASES)
 
 
 @pytest.mark.parametrize("name", CASES)

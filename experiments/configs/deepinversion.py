@@ -2,14 +2,19 @@
 
   jaxinv run deepinversion.py:mnist --workdir runs/deepinversion_mnist
   jaxinv run deepinversion.py:fashion_mnist --workdir runs/deepinversion_fashion_mnist
+  # Adaptive DeepInversion (ADI): the batches also compete with a student trained between them
+  jaxinv run deepinversion.py:mnist_adi --workdir runs/adi_mnist
+  jaxinv run deepinversion.py:fashion_mnist_adi --workdir runs/adi_fashion_mnist
   # Seconds, for tests:
   jaxinv run deepinversion.py:smoke --workdir /tmp/deepinversion_smoke
+  jaxinv run deepinversion.py:smoke_adi --workdir /tmp/adi_smoke
 
 The reference settings (the CMI code base, zju-vipa/DataFree): batches of 256, Adam lr 0.1
 (β 0.5, 0.99), 1,000 steps, weights BN 10, class 1, TV 1e-3, l2 0; a roll of up to 4 pixels
 and a flip shared by the batch (no flip here: digits); students learn the teacher's outputs at
-T = 20. Sized for 2 CPU cores: 5,000 images (500 per class) in batches of 100, 200 steps;
-the student takes 2,000 Adam steps of batch 128.
+T = 20; ADI's competition weight is 1 (JS at T = 3). Sized for 2 CPU cores: 5,000 images
+(500 per class) in batches of 100, 200 steps; ADI's inner student (BN CNN-half) takes 50 Adam
+steps on the bank after each batch; the final student takes 2,000 Adam steps of batch 128.
 """
 
 import ml_collections
@@ -20,12 +25,13 @@ _DATASETS = ("mnist", "fashion_mnist")
 
 
 def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
-    """`arg`: mnist, fashion_mnist or smoke."""
-    smoke = arg == "smoke"
-    dataset = "mnist" if smoke else arg
+    """`arg`: mnist, fashion_mnist or smoke, optionally with _adi."""
+    adaptive = arg.endswith("_adi")
+    smoke = arg.removesuffix("_adi") == "smoke"
+    dataset = "mnist" if smoke else arg.removesuffix("_adi")
     if dataset not in _DATASETS:
         raise ValueError(f"Unknown deepinversion config {arg!r}; use {', '.join(_DATASETS)} or "
-                         "smoke.")
+                         "smoke, optionally with _adi.")
     config = ml_collections.ConfigDict()
     config.dataset = dataset
     config.tuned_for = dataset
@@ -41,8 +47,10 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
         batch_size=10 if smoke else 100, num_steps=60 if smoke else 200, learning_rate=0.1,
         # The smoke teacher (150 steps) and batches of 10: BN 10 would drown the class term.
         weights={"bn": 1.0 if smoke else 10.0, "cls": 1.0, "tv": 1e-3, "l2": 0.0},
-        jitter=2 if smoke else 4, flip=False,
-        chunk_size=80 if smoke else 1000, steps_per_call=20 if smoke else 50, seed=0))
+        jitter=2 if smoke else 4, flip=False, competition=1.0 if adaptive else 0.0,
+        student="bn_cnn_half", student_steps=5 if smoke else 50, student_learning_rate=1e-3,
+        chunk_size=80 if smoke else 1000, steps_per_call=20 if smoke else 50,
+        checkpoint_every=2 if smoke else 10, seed=0))
     config.task = "distill"
     config.distill = ml_collections.ConfigDict(dict(
         student="bn_cnn_half", seed=0, num_seeds=1, batch_size=32 if smoke else 128,

@@ -11,13 +11,19 @@ horizontal flip when `flip`), shared by the batch, as the reference code does; p
 clipped to [0, 1] after every step. The last iterate is kept (the reference code means to keep
 the best one, but its copy aliases the tensor, so it keeps the last too).
 
+Adaptive DeepInversion (ADI, `competition > 0`) adds −competition · JS(student(x̃), T(x̃)) at
+temperature 3: the batch is pushed to where a student disagrees with the teacher. The student
+is trained between batches, so ADI runs batch after batch over one state (the rounds engine):
+each round synthesises one batch into a bank of all images so far, then the student takes
+`student_steps` distillation steps (KL at τ = 20) on batches drawn from the bank.
+
 Departures from the reference code, for jaxinv's [0, 1] pixels: pixels start from U(0, 1)
-rather than N(0, 1) in the teacher's standardised space, and are clipped. The adaptive variant
-(ADI's competition with a student) needs a student trained between batches: it is CMI's
-stateful engine (`cmi.py`), not this one.
+rather than N(0, 1) in the teacher's standardised space, and are clipped.
 
 Config (`synthesis` block, `method="deepinversion"`): num_per_class, batch_size, num_steps,
-learning_rate, weights {bn, cls, tv, l2}, jitter, flip.
+learning_rate, weights {bn, cls, tv, l2}, jitter, flip; and for ADI competition (the weight
+of the JS term, 0 for plain DeepInversion), student (a `jaxinv.models` name), student_steps,
+student_learning_rate.
 
 References:
   Yin, Molchanov, Li, Alvarez, Mallya, Hoiem, Jha and Kautz, "Dreaming to Distill: Data-free
@@ -35,7 +41,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxinv import losses
+from jaxinv import losses, models, train
 from jaxinv.synthesis import dirichlet
 from jaxinv.synthesis.method import SynthesisMethod, grouped_pixel_step, pixels
 from jaxinv.teacher import Teacher
@@ -82,13 +88,10 @@ def deepinversion_method(teacher: Teacher, *, batch_size: int = 256, num_steps: 
     def init_params(rng: jax.Array, inputs: dict) -> jax.Array:
         return jax.random.uniform(rng, (inputs["targets"].shape[0], *teacher.image_shape))
 
+    batch_loss = _batch_loss(teacher, weights, jitter, flip)
+
     def loss_fn(teacher_variables, images, inputs, rng):
-        jittered = jitter_and_flip(images, rng, jitter=jitter, flip=flip)
-        logits, stats = teacher.batchnorm_statistics(jittered, teacher_variables)
-        return (weights["bn"] * losses.batchnorm_statistics_loss(stats)
-                + weights["cls"] * losses.soft_cross_entropy(logits, inputs["targets"]).mean()
-                + weights["tv"] * losses.total_variation_l2(images).mean()
-                + weights["l2"] * losses.image_l2(images).mean())
+        return batch_loss(teacher_variables, images, inputs["targets"], rng)[0]
 
     init, step = grouped_pixel_step(init_params, loss_fn,
                                     optax.adam(learning_rate, b1=0.5, b2=0.99),
@@ -97,6 +100,118 @@ def deepinversion_method(teacher: Teacher, *, batch_size: int = 256, num_steps: 
               "weights": weights, "jitter": jitter, "flip": flip}
     return SynthesisMethod(name="deepinversion", init=init, step=step, images=pixels,
                            num_steps=num_steps, group_size=batch_size, config=config)
+
+
+def _batch_loss(teacher: Teacher, weights: dict, jitter: int, flip: bool):
+    """`(teacher_variables, images, targets, rng) -> (loss, jittered images)` of one batch."""
+    def loss(teacher_variables, images, targets, rng):
+        jittered = jitter_and_flip(images, rng, jitter=jitter, flip=flip)
+        logits, stats = teacher.batchnorm_statistics(jittered, teacher_variables)
+        value = (weights["bn"] * losses.batchnorm_statistics_loss(stats)
+                 + weights["cls"] * losses.soft_cross_entropy(logits, targets).mean()
+                 + weights["tv"] * losses.total_variation_l2(images).mean()
+                 + weights["l2"] * losses.image_l2(images).mean())
+        return value, (jittered, logits)
+
+    return loss
+
+
+def adaptive_deepinversion_method(
+        teacher: Teacher, num_examples: int, *, student: str = "bn_cnn_half",
+        competition: float = 1.0, student_steps: int = 50, student_learning_rate: float = 1e-3,
+        kd_temperature: float = 20.0, batch_size: int = 256, num_steps: int = 1000,
+        learning_rate: float = 0.1, weights: dict | None = None, jitter: int = 4,
+        flip: bool = True) -> SynthesisMethod:
+    """ADI: DeepInversion batches that also compete with a student trained between them.
+
+    One round per batch of `batch_size` (num_examples / batch_size rounds); the state holds the
+    bank of every image so far, the round and the student with its Adam state, all
+    checkpointed. Inputs: {"targets" (num_examples, K)}, consumed a batch per round.
+
+    Args:
+      teacher: the frozen classifier; it must have BatchNorm layers.
+      num_examples: the bank's size, a multiple of batch_size.
+      student: the student model's name; competition: the JS term's weight ≥ 0 (the
+        reference: 1, at temperature 3); student_steps, student_learning_rate: the student's
+        Adam steps per round on batches of the bank; kd_temperature: its KL's τ.
+      batch_size, num_steps, learning_rate, weights, jitter, flip: as
+        :func:`deepinversion_method`.
+
+    References:
+      Yin et al., CVPR 2020, eqs. 7-8 (Adaptive DeepInversion).
+    """
+    weights = dict(weights or {"bn": 10.0, "cls": 1.0, "tv": 1e-3, "l2": 0.0})
+    _check_settings(batch_size, weights, jitter)
+    if num_examples % batch_size:
+        raise ValueError(f"{num_examples} images are not a whole number of batches of "
+                         f"{batch_size}.")
+    jax.eval_shape(teacher.batchnorm_statistics, jnp.zeros((2, *teacher.image_shape)))
+    student_model = models.get_model(student, num_classes=teacher.num_classes)
+    student_tx = optax.adam(student_learning_rate)
+    pixel_tx = optax.adam(learning_rate, b1=0.5, b2=0.99)
+    batch_loss = _batch_loss(teacher, weights, jitter, flip)
+
+    def init(rng: jax.Array, inputs: dict) -> dict:
+        state = train.init_model_state(student_model, student_tx, rng, teacher.image_shape)
+        return {"bank": jnp.zeros((num_examples, *teacher.image_shape)),
+                "round": jnp.zeros((), jnp.int32), "student": state, "inputs": inputs}
+
+    def synthesise_batch(teacher_variables, student_state, targets, rng):
+        init_rng, steps_rng = jax.random.split(rng)
+        images = jax.random.uniform(init_rng, (batch_size, *teacher.image_shape))
+
+        def objective(images, step_rng):
+            value, (jittered, logits) = batch_loss(teacher_variables, images, targets, step_rng)
+            student_logits = models.apply_fn(student_model)(student_state.variables, jittered)
+            return value - competition * losses.jensen_shannon(student_logits, logits,
+                                                               temperature=3.0)
+
+        def step(carry, step_rng):
+            images, opt_state = carry
+            value, grads = jax.value_and_grad(objective)(images, step_rng)
+            updates, opt_state = pixel_tx.update(grads, opt_state, images)
+            return (jnp.clip(optax.apply_updates(images, updates), 0.0, 1.0), opt_state), value
+
+        (images, _), values = jax.lax.scan(step, (images, pixel_tx.init(images)),
+                                           jax.random.split(steps_rng, num_steps))
+        return images, values[-1]
+
+    def train_student(teacher_variables, student_state, bank, filled, rng):
+        def step(state, step_rng):
+            draw_rng, dropout_rng = jax.random.split(step_rng)
+            rows = jax.random.randint(draw_rng, (batch_size,), 0, filled)
+            images = bank[rows]
+            teacher_logits = teacher.logits(images, teacher_variables)
+            state, measurements = train.gradient_step(
+                student_model, student_tx, state, images,
+                lambda logits: losses.distillation_loss(logits, teacher_logits,
+                                                        kd_temperature), dropout_rng)
+            return state, measurements["loss"]
+
+        return jax.lax.scan(step, student_state, jax.random.split(rng, student_steps))
+
+    def step(state: dict, teacher_variables, rng: jax.Array) -> tuple[dict, dict]:
+        synthesis_rng, student_rng = jax.random.split(rng)
+        start = state["round"] * batch_size
+        targets = jax.lax.dynamic_slice_in_dim(state["inputs"]["targets"], start, batch_size)
+        images, loss = synthesise_batch(teacher_variables, state["student"], targets,
+                                        synthesis_rng)
+        bank = jax.lax.dynamic_update_slice_in_dim(state["bank"], images, start, 0)
+        student_state, kd_losses = train_student(teacher_variables, state["student"], bank,
+                                                 start + batch_size, student_rng)
+        return ({"bank": bank, "round": state["round"] + 1, "student": student_state,
+                 "inputs": state["inputs"]},
+                {"loss": loss, "student_loss": kd_losses[-1]})
+
+    config = {"batch_size": batch_size, "num_steps": num_steps, "learning_rate": learning_rate,
+              "weights": weights, "jitter": jitter, "flip": flip, "competition": competition,
+              "student": student, "student_steps": student_steps,
+              "student_learning_rate": student_learning_rate,
+              "kd_temperature": kd_temperature}
+    return SynthesisMethod(name="adaptive_deepinversion", init=init, step=step,
+                           images=lambda state: state["bank"],
+                           num_steps=num_examples // batch_size, independent_examples=False,
+                           config=config)
 
 
 def _check_settings(batch_size, weights: dict, jitter) -> None:
@@ -117,8 +232,17 @@ def check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, int,
     for key in ("num_per_class", "num_steps"):
         if not is_count(config[key]):
             raise ValueError(f"synthesis.{key} must be a whole number ≥ 1, got {config[key]!r}.")
-    if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
-        raise ValueError(f"synthesis.learning_rate must be > 0, got {config.learning_rate}.")
+    for key in ("learning_rate", "student_learning_rate"):
+        if not (math.isfinite(config[key]) and config[key] > 0):
+            raise ValueError(f"synthesis.{key} must be > 0, got {config[key]}.")
+    if not (math.isfinite(config.competition) and config.competition >= 0):
+        raise ValueError(f"synthesis.competition must be ≥ 0 (0: plain DeepInversion), got "
+                         f"{config.competition}.")
+    if config.competition > 0:
+        if not is_count(config.student_steps):
+            raise ValueError(f"synthesis.student_steps must be a whole number ≥ 1, got "
+                             f"{config.student_steps!r}.")
+        models.get_model(config.student, num_classes=num_classes)
     total = config.num_per_class * num_classes
     if total % config.batch_size:
         raise ValueError(f"synthesis.num_per_class × classes = {total} is not a multiple of "
@@ -137,10 +261,16 @@ def build(teacher: Teacher, config: ml_collections.ConfigDict
     examples (seeded), so that every batch holds a mix of classes as the reference's does."""
     targets, classes, _ = dirichlet.one_hot_targets(teacher.num_classes, config.num_per_class)
     order = np.random.default_rng(config.seed).permutation(len(classes))
-    method = deepinversion_method(
-        teacher, batch_size=config.batch_size, num_steps=config.num_steps,
-        learning_rate=config.learning_rate, weights=dict(config.weights), jitter=config.jitter,
-        flip=config.flip)
+    shared = dict(batch_size=config.batch_size, num_steps=config.num_steps,
+                  learning_rate=config.learning_rate, weights=dict(config.weights),
+                  jitter=config.jitter, flip=config.flip)
+    if config.competition > 0:
+        method = adaptive_deepinversion_method(
+            teacher, len(classes), student=config.student, competition=config.competition,
+            student_steps=config.student_steps,
+            student_learning_rate=config.student_learning_rate, **shared)
+    else:
+        method = deepinversion_method(teacher, **shared)
     return (method, {"targets": np.asarray(targets)[order]},
             {"class": np.asarray(classes)[order]})
 
@@ -150,4 +280,5 @@ def smoke_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         method="deepinversion", num_per_class=16, batch_size=2, num_steps=24,
         learning_rate=0.3, weights={"bn": 0.1, "cls": 1.0, "tv": 1e-3, "l2": 0.0}, jitter=1,
-        flip=False, chunk_size=80, steps_per_call=8, seed=0))
+        flip=False, competition=0.0, student="bn_cnn_half", student_steps=4,
+        student_learning_rate=1e-3, chunk_size=80, steps_per_call=8, seed=0))
