@@ -101,7 +101,9 @@ class Teacher:
 
         Returns:
           (logits (N, K), stats): one dict per layer, in call order, with "mean", "var" (of this
-          batch's input over every axis but the channels) and "running_mean", "running_var".
+          batch's input over every axis but the channels), "running_mean", "running_var", and
+          "example_mean" (N, C), each example's input averaged over its spatial axes (CMI's
+          contrastive features).
 
         Raises:
           TeacherLayerError: the model has no BatchNorm layer.
@@ -115,7 +117,8 @@ class Teacher:
                 axes = tuple(range(x.ndim - 1))
                 stats = context.module.variables["batch_stats"]
                 captured.append({"mean": x.mean(axes), "var": x.var(axes),
-                                 "running_mean": stats["mean"], "running_var": stats["var"]})
+                                 "running_mean": stats["mean"], "running_var": stats["var"],
+                                 "example_mean": x.mean(tuple(range(1, x.ndim - 1)))})
             return next_fun(*args, **kwargs)
 
         with nn.intercept_methods(capture):

@@ -134,6 +134,7 @@ def test_batchnorm_statistics_are_the_inputs_moments_and_running_stats(make_teac
     bn1_input = state["intermediates"]["bn1_input"][0]
     chex.assert_trees_all_close(stats[0]["mean"], bn1_input.mean((0, 1, 2)), atol=1e-6)
     chex.assert_trees_all_close(stats[0]["var"], bn1_input.var((0, 1, 2)), atol=1e-6)
+    chex.assert_trees_all_close(stats[0]["example_mean"], bn1_input.mean((1, 2)), atol=1e-6)
     chex.assert_trees_all_close(stats[0]["running_mean"], running["mean"])
     chex.assert_trees_all_close(stats[0]["running_var"], running["var"])
     # Stored variables are used when none are passed (fresh running stats: zeros and ones).
