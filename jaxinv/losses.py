@@ -208,7 +208,8 @@ def jensen_shannon(logits_a: jax.Array, logits_b: jax.Array, *,
 
 
 def instance_contrastive_loss(anchors: jax.Array, positives: jax.Array, negatives: jax.Array,
-                              *, temperature: float = 0.1) -> jax.Array:
+                              *, temperature: float = 0.1,
+                              negative_mask: jax.Array | None = None) -> jax.Array:
     """InfoNCE instance discrimination: each anchor against its positive and shared negatives.
 
     Embeddings are L2-normalised, so similarities are cosines (eq. 6). The denominator holds
@@ -218,6 +219,8 @@ def instance_contrastive_loss(anchors: jax.Array, positives: jax.Array, negative
       anchors: (N, D); positives: (N, D), row i the other view of anchor i; negatives: (M, D),
         e.g. the other samples of the batch and a memory bank.
       temperature: τ > 0 (CMI: 0.1).
+      negative_mask: (M,) bool, False for negatives to leave out (the empty rows of a memory
+        bank that is not full yet); None keeps all.
 
     Returns:
       Scalar ≥ 0.
@@ -228,11 +231,16 @@ def instance_contrastive_loss(anchors: jax.Array, positives: jax.Array, negative
       Learning with Contrastive Predictive Coding", 2018.
     """
     def unit(x):
-        return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+        # rsqrt of a floored squared norm: a zero vector (an empty bank row through a fresh
+        # head) stays zero with a zero gradient, where dividing by a floored norm gives NaN.
+        return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x**2, axis=-1, keepdims=True), 1e-24))
 
     anchors, positives, negatives = unit(anchors), unit(positives), unit(negatives)
     positive = jnp.sum(anchors * positives, axis=-1, keepdims=True)
-    logits = jnp.concatenate([positive, anchors @ negatives.T], axis=-1) / temperature
+    similarities = anchors @ negatives.T
+    if negative_mask is not None:
+        similarities = jnp.where(negative_mask, similarities, -jnp.inf)
+    logits = jnp.concatenate([positive, similarities], axis=-1) / temperature
     return -jax.nn.log_softmax(logits, axis=-1)[:, 0].mean()
 
 

@@ -60,6 +60,14 @@ def test_instance_contrastive_loss_prefers_aligned_positives():
     one = jnp.array([[1.0, 0.0]])
     np.testing.assert_allclose(losses.instance_contrastive_loss(one, one, one, temperature=0.5),
                                np.log(2.0), rtol=1e-6)
+    # Masked negatives count for nothing: with every negative masked the loss is 0.
+    masked = losses.instance_contrastive_loss(anchors, 2.0 * anchors, negatives,
+                                              negative_mask=np.zeros(32, bool))
+    np.testing.assert_allclose(masked, 0.0, atol=1e-6)
+    half = np.arange(32) < 16
+    np.testing.assert_allclose(
+        losses.instance_contrastive_loss(anchors, anchors, negatives, negative_mask=half),
+        losses.instance_contrastive_loss(anchors, anchors, negatives[:16]), rtol=1e-5)
 
 
 def test_image_priors():
