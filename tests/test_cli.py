@@ -48,7 +48,7 @@ def _error_line(capsys) -> str:
     ("--config.distill.num_steps=many", "--config.distill.num_steps=many"),
     ("--config.synthesis.betas=oops", "--config.synthesis.betas=oops"),
     # Values the pipeline refuses.
-    ("--config.synthesis.method=deep_dream", "choose from ['impressions'"),
+    ("--config.synthesis.method=deep_dream", "not a jaxinv synthesis method; choose from"),
     ("--config.dataset=imagenet", "Unknown dataset 'imagenet'"),
     ("--config.distill.student=resnet1000", "resnet1000"),
 ])
