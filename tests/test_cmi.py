@@ -75,3 +75,15 @@ def test_a_teacher_without_batchnorm_is_refused(mnist_teacher, tmp_path):
     with pytest.raises(ValueError, match="Data Impressions, CAKE or DfM"):
         synthesis.synthesize_from_config(mnist_teacher, _config(), str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_smoke_config_runs_end_to_end(mnist_bn_teacher, teacher_store, session_data_dir,
+                                      smoke_config_of, monkeypatch, tmp_path):
+    from jaxinv import pipeline
+
+    monkeypatch.setenv("JAXINV_DATA_DIR", session_data_dir)
+    results = pipeline.run(smoke_config_of("cmi.py:smoke"), str(tmp_path / "run"))
+    assert results["method"] == "cmi" and results["num_transfer_images"] == 40
+    assert results["teacher_target_agreement"] > 0.2  # chance: 0.1
+    assert 0.0 <= results["distill"]["student_test_accuracy"] <= 100.0
