@@ -108,7 +108,7 @@ def test_other_distill_settings_reuse_the_same_teacher(smoke_run, session_data_d
 # ---- Validation: everything is checked before the workdir (or a teacher) is made ----------
 
 @pytest.mark.parametrize("key, value, message", [
-    ("synthesis.method", "deep_inversion", "choose from ['impressions'"),
+    ("synthesis.method", "deep_inversion", "not a jaxinv synthesis method; choose from"),
     ("task", "segmentation", "choose from ['adapt', 'continual', 'distill', 'robustness', "
                              "'transfer_size', 'uap']"),
     ("synthesis.kind", "dirichlett", "synthesis.kind must be one of ('dirichlet', 'one_hot')"),

@@ -39,7 +39,7 @@ from jaxinv.validation import is_count
 
 TRANSFER_SET_FILE = "transfer_set.npz"
 RECORD_FILE = "synthesis.json"
-_NOT_METHODS = {"engine", "rounds", "method", "transfer_set", "dirichlet"}
+_NOT_METHODS = {"engine", "rounds", "method", "transfer_set", "dirichlet", "online_student"}
 
 
 def available_methods() -> list[str]:

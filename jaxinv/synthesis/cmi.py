@@ -43,12 +43,11 @@ import math
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from jaxinv import augment, losses, models, train
 from jaxinv.models.cmi import CMIGenerator, ProjectionHead, init_generator
-from jaxinv.synthesis import dirichlet
+from jaxinv.synthesis import online_student
 from jaxinv.synthesis.method import SynthesisMethod
 from jaxinv.teacher import Teacher
 from jaxinv.validation import check_loss_weights, is_count
@@ -167,19 +166,6 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
             step, carry, jax.random.split(steps_rng, num_steps))
         return render(trainable["generator"], trainable["z"]), head_params, head_opt, values[-1]
 
-    def train_student(teacher_variables, student_state, pool, filled, rng):
-        def step(state, step_rng):
-            draw_rng, dropout_rng = jax.random.split(step_rng)
-            images = pool[jax.random.randint(draw_rng, (batch_size,), 0, filled)]
-            teacher_logits = teacher.logits(images, teacher_variables)
-            state, measurements = train.gradient_step(
-                student_model, student_tx, state, images,
-                lambda logits: losses.distillation_loss(logits, teacher_logits,
-                                                        KD_TEMPERATURE), dropout_rng)
-            return state, measurements["loss"]
-
-        return jax.lax.scan(step, student_state, jax.random.split(rng, student_steps))
-
     def step(state: dict, teacher_variables, rng: jax.Array) -> tuple[dict, dict]:
         synthesis_rng, view_rng, student_rng = jax.random.split(rng, 3)
         start = state["round"] * batch_size
@@ -191,8 +177,10 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
             augment.augment_batch(view_rng, images, global_view), teacher_variables)
         slots = (state["bank_count"] + jnp.arange(batch_size)) % bank_size
         bank = state["bank"].at[slots].set(_features(stats))
-        student_state, kd_losses = train_student(teacher_variables, state["student"], pool,
-                                                 start + batch_size, student_rng)
+        student_state, kd_losses = online_student.distil_on_pool(
+            student_model, student_tx, teacher, teacher_variables, state["student"], pool,
+            start + batch_size, student_rng, batch_size=batch_size, num_steps=student_steps,
+            temperature=KD_TEMPERATURE)
         return ({"pool": pool, "round": state["round"] + 1, "bank": bank,
                  "bank_count": state["bank_count"] + batch_size, "head": head_params,
                  "head_opt": head_opt, "student": student_state, "inputs": state["inputs"]},
@@ -254,8 +242,8 @@ def build(teacher: Teacher, config: ml_collections.ConfigDict
           ) -> tuple[SynthesisMethod, dict, dict]:
     """The method, inputs {"targets"} and metadata {"class"}; classes are shuffled over the
     examples (seeded), so that every batch holds a mix of classes as the reference's does."""
-    targets, classes, _ = dirichlet.one_hot_targets(teacher.num_classes, config.num_per_class)
-    order = np.random.default_rng(config.seed).permutation(len(classes))
+    targets, classes = online_student.shuffled_class_targets(teacher.num_classes,
+                                                             config.num_per_class, config.seed)
     method = cmi_method(
         teacher, len(classes), batch_size=config.batch_size, num_steps=config.num_steps,
         latent_dim=config.latent_dim, generator_width=config.generator_width,
@@ -264,8 +252,7 @@ def build(teacher: Teacher, config: ml_collections.ConfigDict
         num_negatives=config.num_negatives, head_dim=config.head_dim, flip=config.flip,
         student=config.student, student_steps=config.student_steps,
         student_learning_rate=config.student_learning_rate)
-    return (method, {"targets": np.asarray(targets)[order]},
-            {"class": np.asarray(classes)[order]})
+    return method, {"targets": targets}, {"class": classes}
 
 
 def smoke_config() -> ml_collections.ConfigDict:

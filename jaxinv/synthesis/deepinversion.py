@@ -38,11 +38,10 @@ import math
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from jaxinv import losses, models, train
-from jaxinv.synthesis import dirichlet
+from jaxinv.synthesis import online_student
 from jaxinv.synthesis.method import SynthesisMethod, grouped_pixel_step, pixels
 from jaxinv.teacher import Teacher
 from jaxinv.validation import check_loss_weights, is_count
@@ -176,20 +175,6 @@ def adaptive_deepinversion_method(
                                            jax.random.split(steps_rng, num_steps))
         return images, values[-1]
 
-    def train_student(teacher_variables, student_state, bank, filled, rng):
-        def step(state, step_rng):
-            draw_rng, dropout_rng = jax.random.split(step_rng)
-            rows = jax.random.randint(draw_rng, (batch_size,), 0, filled)
-            images = bank[rows]
-            teacher_logits = teacher.logits(images, teacher_variables)
-            state, measurements = train.gradient_step(
-                student_model, student_tx, state, images,
-                lambda logits: losses.distillation_loss(logits, teacher_logits,
-                                                        kd_temperature), dropout_rng)
-            return state, measurements["loss"]
-
-        return jax.lax.scan(step, student_state, jax.random.split(rng, student_steps))
-
     def step(state: dict, teacher_variables, rng: jax.Array) -> tuple[dict, dict]:
         synthesis_rng, student_rng = jax.random.split(rng)
         start = state["round"] * batch_size
@@ -197,8 +182,10 @@ def adaptive_deepinversion_method(
         images, loss = synthesise_batch(teacher_variables, state["student"], targets,
                                         synthesis_rng)
         bank = jax.lax.dynamic_update_slice_in_dim(state["bank"], images, start, 0)
-        student_state, kd_losses = train_student(teacher_variables, state["student"], bank,
-                                                 start + batch_size, student_rng)
+        student_state, kd_losses = online_student.distil_on_pool(
+            student_model, student_tx, teacher, teacher_variables, state["student"], bank,
+            start + batch_size, student_rng, batch_size=batch_size, num_steps=student_steps,
+            temperature=kd_temperature)
         return ({"bank": bank, "round": state["round"] + 1, "student": student_state,
                  "inputs": state["inputs"]},
                 {"loss": loss, "student_loss": kd_losses[-1]})
@@ -259,8 +246,8 @@ def build(teacher: Teacher, config: ml_collections.ConfigDict
           ) -> tuple[SynthesisMethod, dict, dict]:
     """The method, inputs {"targets"} and metadata {"class"}; classes are shuffled over the
     examples (seeded), so that every batch holds a mix of classes as the reference's does."""
-    targets, classes, _ = dirichlet.one_hot_targets(teacher.num_classes, config.num_per_class)
-    order = np.random.default_rng(config.seed).permutation(len(classes))
+    targets, classes = online_student.shuffled_class_targets(teacher.num_classes,
+                                                             config.num_per_class, config.seed)
     shared = dict(batch_size=config.batch_size, num_steps=config.num_steps,
                   learning_rate=config.learning_rate, weights=dict(config.weights),
                   jitter=config.jitter, flip=config.flip)
@@ -271,8 +258,7 @@ def build(teacher: Teacher, config: ml_collections.ConfigDict
             student_learning_rate=config.student_learning_rate, **shared)
     else:
         method = deepinversion_method(teacher, **shared)
-    return (method, {"targets": np.asarray(targets)[order]},
-            {"class": np.asarray(classes)[order]})
+    return method, {"targets": targets}, {"class": classes}
 
 
 def smoke_config() -> ml_collections.ConfigDict:
