@@ -201,6 +201,6 @@ def samples_by_method(transfer_sets: Mapping[str, object], class_names: Sequence
                           vmin=0, vmax=1)
                 top = int(probs[picks[j]].argmax())
                 ax.set_title(f"{class_names[top]} {probs[picks[j], top]:.2f}", fontsize=6)
-        axes[0, m * per_class].set_title(f"{name}\n" + axes[0, m * per_class].get_title(),
-                                         fontsize=7, loc="left")
+        first = axes[0, m * per_class]
+        first.set_title(f"{name}\n{first.get_title()}", fontsize=7)
     return _save(fig, path)
