@@ -9,7 +9,9 @@ The authors' CIFAR-10 settings (ml-research/CAKE, conf/dataset/cifar-10.yaml, co
 across the sets, weights cls 1e3, contrastive 1e1, TV 1e5; the student learns the teacher's
 softmax by SGD 0.5, momentum 0.9, weight decay 5e-4, one-cycle, 30 epochs of batch 256. In
 jaxinv's units (jaxinv/synthesis/cake.py) η = 0.1 σ² / 50 with CIFAR-10's mean pixel std σ, and
-the start is N(μ, σ²) with its mean pixel mean μ.
+the start is N(μ, σ²) with its mean pixel mean μ. The student keeps the authors' SGD at 0.5,
+which they tuned for ResNet-18 on CIFAR-10; with LeNet-5-half on MNIST it diverged (cake.py
+uses 0.05 there, chosen on a validation split), so check the student's loss curve first.
 
 Data: with JAXINV_DATA_DIR set, CIFAR-10 comes from the npz files (the first 4000 training
 images, a lossy test set; see zskd_cifar10.py); for the real sets unset it and point
