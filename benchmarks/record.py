@@ -118,6 +118,26 @@ for _variant, _label in _CAKE_ABLATIONS.items():
     EXPERIMENTS[f"cake_mnist_{_variant}"] = (
         f"jaxinv run cake.py:mnist_{_variant} --workdir runs/cake_mnist_{_variant} "
         f"{_THREE_SEEDS}", f"CAKE {_label}, MNIST")
+# DeepInversion and CMI (issue 25): section -> config, on the BN CNN of each dataset.
+_BN_METHODS = {"bn_impressions": ("bn_impressions.py:{}", "Data Impressions"),
+               "deepinversion": ("deepinversion.py:{}", "DeepInversion"),
+               "adi": ("deepinversion.py:{}_adi", "ADI (DeepInversion + competition)"),
+               "cmi": ("cmi.py:{}", "CMI")}
+_CMI_ABLATIONS = {"no_contrastive": "w/o contrastive loss", "no_generator": "w/o generator",
+                  "no_adv": "w/o decision-adversarial loss"}
+# The CMI paper's Table 1 (WRN-40-2 -> WRN-16-1, CIFAR-10; ADI its re-implementation) and
+# Table 2 (the same pair), the figures this comparison checks the ranking of.
+_CMI_PAPER = {"adi": 83.04, "cmi": 90.01, "no_contrastive": 85.97, "no_generator": 83.65,
+              "no_adv": 87.71}
+for _dataset in _CAKE_DATASETS:
+    for _method, (_spec, _label) in _BN_METHODS.items():
+        EXPERIMENTS[f"{_method}_{_dataset}"] = (
+            f"jaxinv run {_spec.format(_dataset)} --workdir runs/{_method}_{_dataset} "
+            f"{_THREE_SEEDS}", f"{_label} on the BN CNN, {_dataset}")
+for _variant, _label in _CMI_ABLATIONS.items():
+    EXPERIMENTS[f"cmi_mnist_{_variant}"] = (
+        f"jaxinv run cmi.py:mnist_{_variant} --workdir runs/cmi_mnist_{_variant} "
+        f"{_THREE_SEEDS}", f"CMI {_label}, MNIST")
 # Sections recorded together by one command: Table 4's rows of one dataset; Table 7's seeds of
 # one direction; the β ablation of §4.2.3.
 GROUPS = {f"table4_{dataset}": (f"robustness_{dataset}", f"robustness_{dataset}_robust")
@@ -136,6 +156,9 @@ GROUPS["cake_vs_di"] = tuple(f"cake_{dataset}_di_protocol" for dataset in _CAKE_
 # USPS -> MNIST only: the direction the paper's Fig. 6 shows, and what 2 CPU cores allowed.
 GROUPS["adapt_beta_ablation"] = tuple(f"adapt_usps_mnist_high_beta_seed{seed}"
                                       for seed in _ADAPT_SEEDS)
+GROUPS.update({f"bn_methods_{dataset}": tuple(f"{method}_{dataset}" for method in _BN_METHODS)
+               for dataset in _CAKE_DATASETS})
+GROUPS["cmi_ablation"] = tuple(f"cmi_mnist_{variant}" for variant in _CMI_ABLATIONS)
 TEACHERS = {"teacher_mnist_plain": "mnist_plain", "teacher_fashion_mnist": "fashion_mnist",
             "teacher_usps": "usps"}
 # Figures of the Data Impressions paper that have no `paper` block in a config.
@@ -493,7 +516,97 @@ _CAKE_TYPE_NAMES = {"mlp": "MLP", "lenet5": "CNN (LeNet-5)", "resnet8": "ResNet 
                     "vit": "ViT"}
 
 
-def _cake_transfer_set(section: str):
+def _diversity_cells(diversity: dict | None) -> tuple[str, ...]:
+    if not diversity:
+        return ("—",) * 4
+    return (*(f"{diversity[f'fid_{layer}']:.3g}" for layer in ("shallow", "middle", "final")),
+            f"{diversity['pairwise_cosine_distance']:.3f}")
+
+
+def bn_methods_tables() -> str | None:
+    """DI, DeepInversion, ADI and CMI on the BN CNN teachers, KD on real data as the ceiling,
+    each set's diversity, CMI's module cut-offs, and samples of each method."""
+    entries = {(method, dataset): _load(f"{method}_{dataset}")
+               for dataset in _CAKE_DATASETS for method in _BN_METHODS}
+    if not any(entries.values()):
+        return None
+    parts = ["## DeepInversion and CMI on BatchNorm teachers: student test accuracy %, and "
+             "the diversity of each set",
+             "BN CNN → BN CNN-half, 5,000 images per method (500 per class) and one "
+             "distillation budget (2,000 Adam steps of 128 at τ = 20, no augmentation); three "
+             "student seeds on one synthesised set. Sized for 2 CPU cores "
+             "(deepinversion.py's and cmi.py's docstrings: 200 pixel steps, 100 generator "
+             "steps of width 64 per batch of 100; the reference code: 1,000 and 200 steps on "
+             "batches of 256). FID: Fréchet distance of the teacher's spatially pooled "
+             "features (first convolution, middle convolution, penultimate) between the set "
+             "and the 10,000 real test images, the form of the CMI paper's Table 3 with the "
+             "teacher in place of Inception (lower: closer to real); diversity: mean pairwise "
+             "cosine distance of the penultimate features (higher: more diverse). The paper "
+             "column is its CIFAR-10 WRN-40-2 → WRN-16-1 figure, for the ranking only."]
+    for dataset in _CAKE_DATASETS:
+        rows = []
+        for method, (_, label) in _BN_METHODS.items():
+            entry = entries[(method, dataset)]
+            if entry is None:
+                rows.append((label, "not recorded", "", *("",) * 4, "", "",
+                             f"`python benchmarks/record.py {method}_{dataset}`", ""))
+                continue
+            results = entry["results"]
+            rows.append((label, _seeds_cell(results["distill"])[0],
+                         _fmt(100 * results["teacher_target_agreement"]),
+                         *_diversity_cells(results["distill"].get("diversity")),
+                         _fmt(_CMI_PAPER.get(method)), _fmt(results["teacher_test_accuracy"]),
+                         f"`{entry['command']}`", entry["date"]))
+        base = entries[("deepinversion", dataset)]
+        if base is not None and "student_kd_test_accuracy" in base["results"]["distill"]:
+            distill = base["results"]["distill"]
+            rows.append(("KD on 60,000 real training images (ceiling; diversity of 5,000)",
+                         f"{distill['student_kd_test_accuracy']:.2f} (1 seed)", "—",
+                         *_diversity_cells(distill.get("diversity_real")), "—",
+                         _fmt(base["results"]["teacher_test_accuracy"]),
+                         f"`{base['command']}`", base["date"]))
+        parts.append(f"### {dataset}\n\n" + report.markdown_table(
+            ["method", "student", "teacher–target agreement", "FID shallow", "FID middle",
+             "FID final", "diversity", "paper (CIFAR-10)", "teacher", "command", "date"], rows))
+    full = _load("cmi_mnist")
+    if full is not None:
+        full_cell, full_stats = _seeds_cell(full["results"]["distill"])
+        ablation = [("CMI (all modules)", full_cell, "",
+                     *_diversity_cells(full["results"]["distill"].get("diversity")),
+                     _fmt(_CMI_PAPER["cmi"]), f"`{full['command']}`")]
+        for variant, label in _CMI_ABLATIONS.items():
+            entry = _load(f"cmi_mnist_{variant}")
+            if entry is None:
+                continue
+            cell, stats = _seeds_cell(entry["results"]["distill"])
+            beyond = abs(stats[0] - full_stats[0]) > max(stats[1], full_stats[1])
+            ablation.append((label, cell, f"{stats[0] - full_stats[0]:+.2f}"
+                             + (" (beyond the spread)" if beyond else ""),
+                             *_diversity_cells(entry["results"]["distill"].get("diversity")),
+                             _fmt(_CMI_PAPER[variant]), f"`{entry['command']}`"))
+        if len(ablation) > 1:
+            parts.append("CMI's module cut-offs on MNIST (`python benchmarks/record.py "
+                         "cmi_ablation`; the paper's Table 2 on CIFAR-10). Without the "
+                         "generator, each batch's pixels are optimised as DeepInversion's "
+                         "(Adam 0.1, clipped).\n\n" + report.markdown_table(
+                             ["variant", "student", "difference", "FID shallow", "FID middle",
+                              "FID final", "diversity", "paper", "command"], ablation))
+    for dataset in _CAKE_DATASETS:
+        sets = {_BN_METHODS[method][1].split(" (")[0]: _recorded_transfer_set(f"{method}_{dataset}")
+                for method in _BN_METHODS}
+        sets = {name: transfer_set for name, transfer_set in sets.items() if transfer_set}
+        if len(sets) > 1:
+            from jaxinv import data
+
+            figure = os.path.join("benchmarks", "figures", f"bn_methods_samples_{dataset}.png")
+            figures_lib.samples_by_method(sets, list(data.class_names(dataset)),
+                                          os.path.join(REPO, figure))
+            parts.append(f"Samples of each method from the same {dataset} BN CNN, titled with "
+                         f"the teacher's top class.\n\n![samples by method]({figure})")
+    return "\n\n".join(parts)
+
+
+def _recorded_transfer_set(section: str):
     from jaxinv.synthesis.transfer_set import TransferSet
 
     entry = _load(section)
@@ -607,7 +720,7 @@ def cake_tables() -> str | None:
                          ["teacher", "teacher accuracy",
                           *[_CAKE_TYPE_NAMES[t] for t in _CAKE_TYPES]], rows)
                      + f"\n\n![cross-type matrix]({figure})")
-    cake_set, di_set = _cake_transfer_set("cake_mnist"), _cake_transfer_set("zskd_mnist")
+    cake_set, di_set = _recorded_transfer_set("cake_mnist"), _recorded_transfer_set("zskd_mnist")
     if cake_set is not None and di_set is not None:
         figure = os.path.join("benchmarks", "figures", "cake_samples_mnist.png")
         figures_lib.samples_by_method({"CAKE": cake_set, "Data Impressions": di_set},
@@ -652,7 +765,8 @@ def write_benchmarks() -> None:
     sections = [headline()]
     sections += [table for table in (table4("mnist"), table4("fashion_mnist"),
                                      table10("mnist"), table10("fashion_mnist"), table7(),
-                                     fig8("mnist"), fig8("fashion_mnist"), cake_tables())
+                                     fig8("mnist"), fig8("fashion_mnist"), cake_tables(),
+                                     bn_methods_tables())
                            if table]
     for path in sorted(glob.glob(os.path.join(RESULTS, "*.json"))):
         section = os.path.splitext(os.path.basename(path))[0]

@@ -414,10 +414,15 @@ def image_shape(name: str, image_size: int | None = None) -> tuple[int, int, int
     return (image_size, image_size, channels)
 
 
+def class_names(name: str) -> tuple[str, ...]:
+    """The names of a named dataset's classes, in label order."""
+    check_dataset_name(name)
+    return _DIGIT_NAMES if name == "digits" else _FILE_SPECS[name].class_names
+
+
 def num_classes(name: str) -> int:
     """The number of classes of a named dataset."""
-    check_dataset_name(name)
-    return len(_DIGIT_NAMES if name == "digits" else _FILE_SPECS[name].class_names)
+    return len(class_names(name))
 
 
 def _linear_resize_matrix(in_size: int, out_size: int) -> np.ndarray:

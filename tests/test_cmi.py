@@ -21,7 +21,7 @@ def _config(**overrides):
 
 
 def test_rounds_fill_pool_and_bank_and_carry_head_and_student(mnist_bn_teacher):
-    method, inputs, metadata = cmi.build(mnist_bn_teacher, _config())
+    method, inputs, metadata = cmi.build(mnist_bn_teacher, _config(num_steps=2))
     assert method.num_steps == 3 and not method.independent_examples
     step = jax.jit(method.step)
     state = method.init(jax.random.key(0), inputs)
@@ -47,14 +47,35 @@ def test_rounds_fill_pool_and_bank_and_carry_head_and_student(mnist_bn_teacher):
         assert all(jax.tree.leaves(changed))
 
 
-def test_a_short_run_reaches_the_classes(mnist_bn_teacher, tmp_path):
-    config = _config(num_per_class=4, batch_size=20, bank_size=40)
+@pytest.mark.parametrize("generator", [True, False], ids=["generator", "pixels"])
+def test_a_short_run_reaches_the_classes(generator, mnist_bn_teacher, tmp_path):
+    config = _config(num_per_class=4, batch_size=20, bank_size=40, generator=generator)
     method, inputs, metadata = cmi.build(mnist_bn_teacher, config)
     transfer_set = synthesis.synthesize(method, mnist_bn_teacher, inputs, metadata=metadata,
                                         seed=0, workdir=str(tmp_path), checkpoint_every=1)
     agreement = np.mean(transfer_set.logits.argmax(-1) == metadata["class"])
-    print(f"CMI agreement {agreement:.2f}")
+    print(f"CMI ({'generator' if generator else 'pixels'}) agreement {agreement:.2f}")
     assert agreement > 0.3  # chance: 0.1
+
+
+@pytest.mark.parametrize("spec", ["cmi.py:mnist", "cmi.py:fashion_mnist_no_contrastive",
+                                  "cmi.py:mnist_no_adv", "cmi.py:mnist_no_generator",
+                                  "bn_impressions.py:mnist", "bn_impressions.py:fashion_mnist",
+                                  "deepinversion.py:mnist_adi"])
+def test_the_comparison_configs_are_valid_and_share_one_budget(spec, smoke_config_of):
+    from jaxinv import pipeline
+
+    config = smoke_config_of(spec)
+    pipeline.check_config(config)
+    reference = smoke_config_of("deepinversion.py:mnist")
+    assert config.synthesis.num_per_class == reference.synthesis.num_per_class
+    assert config.distill.to_dict() | {"references": ()} == (
+        reference.distill.to_dict() | {"references": ()})
+    if config.synthesis.method == "cmi":
+        removed = {"no_contrastive": "contrastive", "no_adv": "adv"}
+        for suffix, weight in removed.items():
+            assert (config.synthesis.weights[weight] == 0.0) == spec.endswith(suffix)
+        assert config.synthesis.generator == (not spec.endswith("no_generator"))
 
 
 @pytest.mark.parametrize("override, message", [

@@ -2,6 +2,11 @@
 
   jaxinv run cmi.py:mnist --workdir runs/cmi_mnist
   jaxinv run cmi.py:fashion_mnist --workdir runs/cmi_fashion_mnist
+  # Table 2's module cut-offs: without the contrastive loss, the decision-adversarial loss, or
+  # the generator (pixels optimised directly as deepinversion.py does, Adam 0.1)
+  jaxinv run cmi.py:mnist_no_contrastive --workdir runs/cmi_mnist_no_contrastive
+  jaxinv run cmi.py:mnist_no_adv --workdir runs/cmi_mnist_no_adv
+  jaxinv run cmi.py:mnist_no_generator --workdir runs/cmi_mnist_no_generator
   # Seconds, for tests:
   jaxinv run cmi.py:smoke --workdir /tmp/cmi_smoke
 
@@ -18,10 +23,17 @@ import ml_collections
 
 from jaxinv.experiment_configs import load_sibling
 
+_ABLATIONS = {"": {}, "_no_contrastive": {"contrastive": 0.0}, "_no_adv": {"adv": 0.0},
+              "_no_generator": {}}
+
 
 def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
-    """`arg`: mnist, fashion_mnist or smoke."""
+    """`arg`: mnist, fashion_mnist or smoke, optionally with _no_contrastive, _no_adv or
+    _no_generator (Table 2's module cut-offs)."""
+    ablation = next((suffix for suffix in _ABLATIONS if suffix and arg.endswith(suffix)), "")
+    arg = arg.removesuffix(ablation) if ablation else arg
     config = load_sibling(__file__, "deepinversion.py", arg)
+    config.distill.references = ()
     smoke = arg == "smoke"
     config.synthesis = ml_collections.ConfigDict(dict(
         method="cmi", num_per_class=4 if smoke else 500, batch_size=10 if smoke else 100,
@@ -31,5 +43,7 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
         bank_size=40 if smoke else 5000, num_negatives=16 if smoke else 1024,
         head_dim=32 if smoke else 256, flip=False, student="bn_cnn_half",
         student_steps=3 if smoke else 40, student_learning_rate=1e-3,
+        generator=ablation != "_no_generator", pixel_learning_rate=0.1,
         checkpoint_every=2 if smoke else 5, seed=0))
+    config.synthesis.weights.update(_ABLATIONS[ablation])
     return config

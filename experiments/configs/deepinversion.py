@@ -60,5 +60,6 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
         optimizer=dict(name="adam", learning_rate=1e-3, schedule="cosine", weight_decay=0.0,
                        momentum=0.9),
         augment=dict(scale=0.0, translate=0.0, rotate_degrees=0.0, hflip=False),
-        references=()))
+        # KD on real data, the ceiling of bn_impressions.py, ADI and cmi.py, is run once, here.
+        references=() if smoke or adaptive else ("kd",), diversity=not smoke))
     return config

@@ -28,7 +28,8 @@ is the pool; the distill task then trains its own student on it.
 
 Config (`synthesis` block, `method="cmi"`): num_per_class, batch_size, num_steps, latent_dim,
 generator_width, learning_rate, weights {bn, cls, adv, contrastive}, temperature, bank_size,
-num_negatives, head_dim, flip, student, student_steps, student_learning_rate.
+num_negatives, head_dim, flip, student, student_steps, student_learning_rate, generator,
+pixel_learning_rate.
 
 References:
   Fang, Song, Wang, Shen, Wang and Song, "Contrastive Model Inversion for Data-Free Knowledge
@@ -66,7 +67,8 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
                learning_rate: float = 1e-3, weights: dict | None = None,
                temperature: float = 0.1, bank_size: int = 40960, num_negatives: int = 4096,
                head_dim: int = 256, flip: bool = True, student: str = "bn_cnn_half",
-               student_steps: int = 400, student_learning_rate: float = 1e-3
+               student_steps: int = 400, student_learning_rate: float = 1e-3,
+               generator: bool = True, pixel_learning_rate: float = 0.1
                ) -> SynthesisMethod:
     """CMI as a stateful :class:`SynthesisMethod`; inputs {"targets" (num_examples, K)},
     consumed a batch per round (num_examples / batch_size rounds).
@@ -85,6 +87,9 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
       flip: random horizontal flips in both views (off for digits).
       student, student_steps, student_learning_rate: the student trained between rounds
         (a `jaxinv.models` name; Adam).
+      generator: False optimises each batch's pixels directly with the same objective, as
+        DeepInversion does (from U(0, 1), Adam at `pixel_learning_rate`, clipped to [0, 1]
+        after every step): the "w/o generator" row of the paper's Table 2.
 
     Raises:
       TeacherLayerError: the teacher has no BatchNorm layer.
@@ -96,18 +101,30 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
     _, stats = jax.eval_shape(teacher.batchnorm_statistics,
                               jnp.zeros((2, *teacher.image_shape)))
     feature_dim = sum(s["mean"].shape[-1] for s in stats)
-    generator = CMIGenerator(tuple(teacher.image_shape), width=generator_width)
+    generator_module = CMIGenerator(tuple(teacher.image_shape), width=generator_width)
     head = ProjectionHead(out_dim=head_dim)
     student_model = models.get_model(student, num_classes=teacher.num_classes)
-    generator_tx = optax.adam(learning_rate, b1=0.5, b2=0.999)
+    generator_tx = optax.adam(learning_rate if generator else pixel_learning_rate,
+                              b1=0.5, b2=0.999)
     head_tx = optax.adam(learning_rate, b1=0.5, b2=0.999)
     student_tx = optax.adam(student_learning_rate)
     global_view = augment.AugmentConfig(translate=0.125, hflip=flip)
     local_view = augment.AugmentConfig(scale=0.5, translate=0.25, hflip=flip)
     student_apply = models.apply_fn(student_model)
 
-    def render(generator_params, z):
-        return generator.apply(generator_params, z, mutable=["batch_stats"])[0]
+    def render(trainable):
+        if not generator:
+            return trainable["pixels"]
+        return generator_module.apply(trainable["generator"], trainable["z"],
+                                      mutable=["batch_stats"])[0]
+
+    def fresh(rng):
+        """A new generator and latent codes, or new pixels, for one batch."""
+        generator_rng, z_rng = jax.random.split(rng)
+        if not generator:
+            return {"pixels": jax.random.uniform(z_rng, (batch_size, *teacher.image_shape))}
+        return {"generator": init_generator(generator_module, generator_rng, latent_dim),
+                "z": jax.random.normal(z_rng, (batch_size, latent_dim))}
 
     def init(rng: jax.Array, inputs: dict) -> dict:
         head_rng, student_rng = jax.random.split(rng)
@@ -124,7 +141,7 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
     def objective(trainable, head_params, teacher_variables, student_variables, targets,
                   bank, bank_count, rng):
         view_rng, local_rng, negative_rng = jax.random.split(rng, 3)
-        images = render(trainable["generator"], trainable["z"])
+        images = render(trainable)
         global_images = augment.augment_batch(view_rng, images, global_view)
         local_images = augment.augment_batch(local_rng, images, local_view)
         logits, global_stats = teacher.batchnorm_statistics(global_images, teacher_variables)
@@ -146,9 +163,8 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
         return inversion + weights["contrastive"] * contrastive
 
     def synthesise_batch(state, teacher_variables, targets, rng):
-        generator_rng, z_rng, steps_rng = jax.random.split(rng, 3)
-        trainable = {"generator": init_generator(generator, generator_rng, latent_dim),
-                     "z": jax.random.normal(z_rng, (batch_size, latent_dim))}
+        fresh_rng, steps_rng = jax.random.split(rng)
+        trainable = fresh(fresh_rng)
         value_and_grad = jax.value_and_grad(objective, argnums=(0, 1))
 
         def step(carry, step_rng):
@@ -158,13 +174,16 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
                 targets, state["bank"], state["bank_count"], step_rng)
             updates, generator_opt = generator_tx.update(grads, generator_opt, trainable)
             head_updates, head_opt = head_tx.update(head_grads, head_opt, head_params)
-            return (optax.apply_updates(trainable, updates), generator_opt,
+            trainable = optax.apply_updates(trainable, updates)
+            if not generator:
+                trainable = {"pixels": jnp.clip(trainable["pixels"], 0.0, 1.0)}
+            return (trainable, generator_opt,
                     optax.apply_updates(head_params, head_updates), head_opt), value
 
         carry = (trainable, generator_tx.init(trainable), state["head"], state["head_opt"])
         (trainable, _, head_params, head_opt), values = jax.lax.scan(
             step, carry, jax.random.split(steps_rng, num_steps))
-        return render(trainable["generator"], trainable["z"]), head_params, head_opt, values[-1]
+        return render(trainable), head_params, head_opt, values[-1]
 
     def step(state: dict, teacher_variables, rng: jax.Array) -> tuple[dict, dict]:
         synthesis_rng, view_rng, student_rng = jax.random.split(rng, 3)
@@ -191,7 +210,8 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
               "weights": weights, "temperature": temperature, "bank_size": bank_size,
               "num_negatives": num_negatives, "head_dim": head_dim, "flip": flip,
               "student": student, "student_steps": student_steps,
-              "student_learning_rate": student_learning_rate}
+              "student_learning_rate": student_learning_rate, "generator": generator,
+              "pixel_learning_rate": pixel_learning_rate}
     return SynthesisMethod(name="cmi", init=init, step=step, images=lambda s: s["pool"],
                            num_steps=num_examples // batch_size, independent_examples=False,
                            config=config)
@@ -227,7 +247,7 @@ def check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, int,
             raise ValueError(f"synthesis.{key} must be a whole number ≥ 1, got {config[key]!r}.")
     _check_sizes(num_examples(config, num_classes), config.batch_size, config.bank_size,
                  config.num_negatives, image_shape)
-    for key in ("learning_rate", "temperature", "student_learning_rate"):
+    for key in ("learning_rate", "temperature", "student_learning_rate", "pixel_learning_rate"):
         if not (math.isfinite(config[key]) and config[key] > 0):
             raise ValueError(f"synthesis.{key} must be > 0, got {config[key]}.")
     models.get_model(config.student, num_classes=num_classes)
@@ -251,7 +271,8 @@ def build(teacher: Teacher, config: ml_collections.ConfigDict
         temperature=config.temperature, bank_size=config.bank_size,
         num_negatives=config.num_negatives, head_dim=config.head_dim, flip=config.flip,
         student=config.student, student_steps=config.student_steps,
-        student_learning_rate=config.student_learning_rate)
+        student_learning_rate=config.student_learning_rate, generator=config.generator,
+        pixel_learning_rate=config.pixel_learning_rate)
     return method, {"targets": targets}, {"class": classes}
 
 
@@ -262,4 +283,5 @@ def smoke_config() -> ml_collections.ConfigDict:
         generator_width=16, learning_rate=1e-2,
         weights={"bn": 0.1, "cls": 1.0, "adv": 0.5, "contrastive": 0.8}, temperature=0.1,
         bank_size=8, num_negatives=8, head_dim=16, flip=False, student="bn_cnn_half",
-        student_steps=4, student_learning_rate=1e-3, checkpoint_every=2, seed=0))
+        student_steps=4, student_learning_rate=1e-3, generator=True, pixel_learning_rate=0.1,
+        checkpoint_every=2, seed=0))

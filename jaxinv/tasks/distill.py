@@ -9,7 +9,10 @@ soft targets) and Student-CE (labels), as Tables 1-3 of the paper.
 Config (`distill` block): `student` (a `jaxinv.models` name), `seed`, `num_seeds` (students
 distilled with seeds seed, seed + 1, ...), `extra_students` (further model names, one seed
 each, on the same transfer set: a row of a teacher × student matrix), `temperature`,
-`scale_by_t2`, `augment`, `references` (a subset of ("kd", "ce")), and the fit settings
+`scale_by_t2`, `augment`, `references` (a subset of ("kd", "ce")), `diversity` (also measure
+the transfer set's layer-wise FID against the real test images and its feature diversity,
+:mod:`jaxinv.diversity`; with the "kd" reference, as many real training images too), and the
+fit settings
 (`batch_size`, `num_steps`, `checkpoint_every`, `log_every`, `eval_batch_size`, `optimizer`).
 
 References:
@@ -27,7 +30,7 @@ import flax.linen as nn
 import ml_collections
 import numpy as np
 
-from jaxinv import augment, data, models, report, saved_model, train
+from jaxinv import augment, data, diversity, models, report, saved_model, train
 from jaxinv.synthesis.transfer_set import TransferSet
 from jaxinv.teacher import Teacher
 from jaxinv.validation import is_count
@@ -41,7 +44,7 @@ def default_config() -> ml_collections.ConfigDict:
         student="lenet5_half", seed=0, num_seeds=1, extra_students=(), batch_size=128,
         num_steps=10000,
         temperature=20.0, scale_by_t2=True, checkpoint_every=1000, log_every=100,
-        eval_batch_size=1000, references=(),
+        eval_batch_size=1000, references=(), diversity=False,
         optimizer=dict(name="adam", learning_rate=1e-2, schedule="cosine", weight_decay=0.0,
                        momentum=0.9),
         augment=dict(scale=0.0, translate=0.0, rotate_degrees=0.0, hflip=False)))
@@ -237,9 +240,14 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
             teacher_logits=transfer_set.logits)["test_accuracy"]
     if extra:
         results["extra_students"] = extra
+    if block.diversity:
+        results["diversity"] = diversity.measure(teacher, transfer_set.images, test.images)
     if block.references:
         train_set = data.load_dataset(config.dataset, "train",
                                       image_size=config.get("image_size"))
+        if block.diversity and "kd" in block.references:
+            real = data.subsample(train_set, len(transfer_set), seed=block.seed)
+            results["diversity_real"] = diversity.measure(teacher, real.images, test.images)
         for kind in block.references:
             where = os.path.join(workdir, f"reference_{kind}")
             if kind == "kd":
