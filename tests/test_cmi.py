@@ -108,3 +108,44 @@ def test_smoke_config_runs_end_to_end(mnist_bn_teacher, teacher_store, session_d
     assert results["method"] == "cmi" and results["num_transfer_images"] == 40
     assert results["teacher_target_agreement"] > 0.2  # chance: 0.1
     assert 0.0 <= results["distill"]["student_test_accuracy"] <= 100.0
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_killed_between_rounds_resumes_with_a_bit_identical_bank_head_and_student(
+        mnist_bn_teacher, tmp_path, monkeypatch):
+    """Stopped right after the first round's checkpoint, a rerun ends with exactly the state
+    (pool, bank, head, student and their optimiser states) of an uninterrupted run."""
+    from jaxinv import checkpoint, parallel
+    from jaxinv.synthesis import rounds
+
+    method, inputs, metadata = cmi.build(mnist_bn_teacher, _config(num_steps=2))
+
+    def run(workdir):
+        synthesis.synthesize(method, mnist_bn_teacher, inputs, metadata=metadata, seed=0,
+                             workdir=str(workdir), checkpoint_every=1)
+
+    run(tmp_path / "straight")
+    original_save = checkpoint.Checkpoints.save
+
+    def save_then_stop(self, step, state, meta=None):
+        original_save(self, step, state, meta)
+        self.wait()
+        raise _Interrupt
+
+    monkeypatch.setattr(checkpoint.Checkpoints, "save", save_then_stop)
+    with pytest.raises(_Interrupt):
+        run(tmp_path / "killed")
+    monkeypatch.setattr(checkpoint.Checkpoints, "save", original_save)
+    run(tmp_path / "killed")
+
+    like = rounds._init(method, parallel.replicate(inputs), jax.random.key(0))
+    finals = []
+    for name in ("straight", "killed"):
+        with checkpoint.Checkpoints(str(tmp_path / name / "state")) as ckpts:
+            assert ckpts.latest_step() == method.num_steps
+            finals.append(ckpts.restore(method.num_steps, like)[0])
+    for key in ("pool", "bank", "head", "head_opt", "student"):
+        jax.tree.map(np.testing.assert_array_equal, finals[0][key], finals[1][key])
