@@ -1,6 +1,6 @@
-"""DeepInversion and CMI synthesis speed: jaxinv against PyTorch loops, WRN-16-1 on CPU.
+"""DeepInversion and CMI synthesis speed: jaxinv against PyTorch loops, WRN-10-1 on CPU.
 
-Both sides optimise the same objectives on the same geometry: a WRN-16-1 teacher (about 15M
+Both sides optimise the same objectives on the same geometry: a WRN-10-1 teacher (11.7M
 multiply-adds per 32x32x3 image, the CPU-scale CIFAR-10 teacher) with random weights, since
 speed does not depend on them. PyTorch is :mod:`benchmarks.torch_bn_inversion`: eager, one
 batch at a time, BatchNorm statistics collected by forward hooks, as the reference code
@@ -53,7 +53,7 @@ from jaxinv.teacher import from_module
 
 SECTION = "bn_inversion_speed"
 IMAGE_SHAPE = (32, 32, 3)
-TEACHER = "wrn16_1"
+TEACHER = "wrn10_1"
 
 
 def parse_args(argv):
@@ -102,15 +102,24 @@ def jaxinv_rates(args) -> dict[str, float]:
 
 
 def torch_rates(args, threads: int) -> dict[str, float]:
-    from benchmarks.torch_bn_inversion import CMIBenchmark, DeepInversionBenchmark
+    from benchmarks.torch_bn_inversion import CMIBenchmark, DeepInversionBenchmark, WideResNet
+
+    jax_model = models.get_model(TEACHER, num_classes=10)
+    jax_count = models.count_params(jax.eval_shape(lambda: models.init_variables(
+        jax_model, jax.random.key(0), IMAGE_SHAPE))["params"])
+    torch_count = sum(p.numel() for p in WideResNet(10, 1).parameters())
+    if torch_count != jax_count:
+        raise SystemExit(f"The PyTorch WRN-10-1 has {torch_count} parameters, jaxinv's "
+                         f"{jax_count}: the comparison would not be fair.")
 
     rates = {}
     for name, bench, steps in (
-            ("DeepInversion", DeepInversionBenchmark(args.batch_size, seed=args.seed,
-                                                     num_threads=threads),
+            ("DeepInversion", DeepInversionBenchmark(args.batch_size, depth=10,
+                                                     seed=args.seed, num_threads=threads),
              args.num_steps * args.batches),
-            ("CMI", CMIBenchmark(args.batch_size, num_steps=args.num_steps, seed=args.seed,
-                                 num_threads=threads), args.num_steps * args.rounds)):
+            ("CMI", CMIBenchmark(args.batch_size, num_steps=args.num_steps, depth=10,
+                                 seed=args.seed, num_threads=threads),
+             args.num_steps * args.rounds)):
         bench.warm_up(2)
         rates[name] = args.batch_size * steps / bench.seconds(steps)
     return rates
@@ -137,7 +146,7 @@ def main(argv=None) -> None:
         rows.append((method, *(f"{rates[side]:,.0f}" for side in sides),
                      f"**{rates['jaxinv'] / fastest:.2f}×**"))
     body = "\n".join(section_header(
-        "## DeepInversion and CMI synthesis speed (WRN-16-1, CPU)",
+        "## DeepInversion and CMI synthesis speed (WRN-10-1, CPU)",
         command_line("benchmarks/bench_bn_inversion.py", argv), info) + [
         f"Batches of {args.batch_size} images of 32x32x3, {args.num_steps} steps per batch "
         f"(DeepInversion, {args.batches} batches) or per round (CMI, {args.rounds} rounds, "

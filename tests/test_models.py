@@ -118,6 +118,20 @@ def test_digit_models_fit_a_cpu(name, count):
     assert cost["flops"] / 2 <= 5.2e6
 
 
+@pytest.mark.parametrize(("name", "count", "budget"), [("wrn10_1", 77_850, 15e6),
+                                                       ("wrn10_1_half", 19_858, 4e6)])
+def test_cifar_bn_models_fit_a_cpu(name, count, budget):
+    """The CPU-scale CIFAR-10 teacher and student of DeepInversion and CMI: the README's
+    parameter counts, and at most about 15M multiply-adds per 32x32x3 image (XLA's count)."""
+    model = models.get_model(name)
+    images = jnp.zeros((1, 32, 32, 3))
+    variables = _abstract_variables(model, images)
+    assert models.count_params(variables["params"]) == count
+    cost = jax.jit(model.apply).lower(variables, images).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    assert cost["flops"] / 2 <= budget
+
+
 @pytest.mark.parametrize("name", models.MODEL_NAMES)
 @pytest.mark.parametrize("train", [False, True])
 def test_logits_features_and_head_follow_the_contract(name, train):

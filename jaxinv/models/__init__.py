@@ -93,6 +93,8 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     ),
     "resnet32": functools.partial(CifarResNet, stage_sizes=(5, 5, 5), widths=(16, 32, 64)),
     "wrn16_1": functools.partial(WideResNet, depth=16, widen_factor=1),
+    "wrn10_1": functools.partial(WideResNet, depth=10, widen_factor=1),
+    "wrn10_1_half": functools.partial(WideResNet, depth=10, widen_factor=1, base_width=8),
     "wrn16_2": functools.partial(WideResNet, depth=16, widen_factor=2),
     "wrn40_1": functools.partial(WideResNet, depth=40, widen_factor=1),
     "wrn40_2": functools.partial(WideResNet, depth=40, widen_factor=2),

@@ -44,8 +44,8 @@ class WideBasicBlock(nn.Module):
 class WideResNet(nn.Module):
     """Wide ResNet WRN-d-k: 3x3 stem, three stages of wide blocks, BN-ReLU, average pooling.
 
-    The stem has 16 channels; the stages have `(d - 4) // 6` blocks each, with 16k, 32k and
-    64k channels.
+    The stem has `base_width` (16) channels; the stages have `(d - 4) // 6` blocks each, with
+    base_width·k, 2·base_width·k and 4·base_width·k channels.
 
     WRN-40-2 has 2.24M parameters, WRN-16-2 0.69M, WRN-40-1 0.56M and WRN-16-1 0.18M.
 
@@ -53,6 +53,8 @@ class WideResNet(nn.Module):
       num_classes: number of output logits.
       depth: total depth d; d - 4 must be a multiple of 6.
       widen_factor: channel multiplier k.
+      base_width: channels of the stem and of the first stage at k = 1 (16; 8 halves every
+        width, as jaxinv's half-width students).
       mean: per-channel mean used to standardise the [0, 1] input.
       std: per-channel standard deviation used to standardise the [0, 1] input.
 
@@ -63,6 +65,7 @@ class WideResNet(nn.Module):
     num_classes: int = 10
     depth: int = 40
     widen_factor: int = 2
+    base_width: int = 16
     mean: tuple[float, ...] = CIFAR10_MEAN
     std: tuple[float, ...] = CIFAR10_STD
 
@@ -85,8 +88,9 @@ class WideResNet(nn.Module):
             raise ValueError(f"WRN depth must be 6n + 4 with n >= 1, got {self.depth}")
         blocks_per_stage = (self.depth - 4) // 6
         x = standardize(images, self.mean, self.std)
-        x = conv3x3(16, name="stem_conv")(x)
-        for stage, width in enumerate((16, 32, 64), start=1):
+        x = conv3x3(self.base_width, name="stem_conv")(x)
+        for stage, width in enumerate((self.base_width, 2 * self.base_width,
+                                       4 * self.base_width), start=1):
             for block in range(1, blocks_per_stage + 1):
                 strides = 2 if stage > 1 and block == 1 else 1
                 name = f"stage{stage}_block{block}"
