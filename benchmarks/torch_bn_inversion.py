@@ -14,7 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.torch_reference import _CIFAR10_MEAN, _CIFAR10_STD, _Standardize, _StepBenchmark
+from benchmarks.torch_reference import (
+    _CIFAR10_MEAN,
+    _CIFAR10_STD,
+    _Standardize,
+    _StepBenchmark,
+    random_affine,
+)
 
 
 class _WideBlock(nn.Module):
@@ -60,7 +66,7 @@ class WideResNet(nn.Module):
 
 class _BatchNormHooks:
     """Collects, at every BatchNorm layer's input, the batch's mean and variance, the running
-    ones, and each example's spatial mean, on every forward pass."""
+    ones, and each example's spatial mean (CMI's contrastive feature), on every forward pass."""
 
     def __init__(self, model: nn.Module):
         self.stats: list[tuple[torch.Tensor, ...]] = []
@@ -143,20 +149,14 @@ class _Generator(nn.Module):
         return self.body(self.project(z).view(len(z), self.width, 8, 8))
 
 
-def _local_view(x: torch.Tensor) -> torch.Tensor:
-    """A random crop of 25-100 % of the area resized back, shared by the batch."""
-    side = int(32 * (0.5 + 0.5 * torch.rand(()).item()))
-    top, left = torch.randint(0, 32 - side + 1, (2,)).tolist()
-    crop = x[..., top:top + side, left:left + side]
-    return F.interpolate(crop, size=(32, 32), mode="bilinear", align_corners=False)
-
-
 class CMIBenchmark(_StepBenchmark):
     """CMI rounds: a fresh generator and z per round, then `num_steps` Adam steps (1e-3, β 0.5,
-    0.999) on L_bn + CE + 0.5·L_adv + 0.8·L_cr (global and local views through the teacher,
-    the student on the global view, the head on the BN inputs' spatial means, negatives from
-    the batch and a feature bank), then one Adam step of the student on the new batch.
-    `step` runs one generator step; a round starts every `num_steps` steps."""
+    0.999) on L_bn + CE + 0.5·L_adv + 0.8·L_cr (per-example global and local views, drawn as
+    jaxinv's cmi.py draws them, through the teacher; the frozen student in inference mode on
+    the global view; the head, whose Adam state persists, on the BN inputs' spatial means;
+    negatives from the batch and the filled part of a feature bank); then the batch's features
+    join the bank and the student takes one KD step on the batch. `step` runs one generator
+    step; a round starts every `num_steps` steps."""
 
     def __init__(self, batch_size: int, *, num_steps: int, depth: int = 16,
                  widen_factor: int = 1, latent_dim: int = 256, generator_width: int = 64,
@@ -166,46 +166,71 @@ class CMIBenchmark(_StepBenchmark):
         torch.manual_seed(seed)
         teacher, hooks = _frozen_teacher(depth, widen_factor)
         student = WideResNet(depth, widen_factor)
-        student.train()
         student_optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
         feature_dim = sum(m.num_features for m in teacher.modules()
                           if isinstance(m, nn.BatchNorm2d))
         head = nn.Sequential(nn.Linear(feature_dim, feature_dim), nn.ReLU(),
                              nn.Linear(feature_dim, head_dim))
-        bank = torch.randn(bank_size, feature_dim)
+        head_optimizer = torch.optim.Adam(head.parameters(), lr=1e-3, betas=(0.5, 0.999))
+        bank = torch.zeros(bank_size, feature_dim)
         labels = torch.randint(0, 10, (batch_size,))
-        round_state: dict = {"count": 0}
+        state: dict = {"count": 0, "filled": 0}
+
+        def global_view(x: torch.Tensor) -> torch.Tensor:
+            return random_affine(x, scale=0.0, translate=0.125, rotate_degrees=0.0)
+
+        def set_student_training(training: bool) -> None:
+            student.train(training)
+            for p in student.parameters():
+                p.requires_grad_(training)
 
         def new_round() -> None:
             generator = _Generator(latent_dim, generator_width)
             z = torch.randn(batch_size, latent_dim, requires_grad=True)
-            round_state.update(generator=generator, z=z, optimizer=torch.optim.Adam(
-                [*generator.parameters(), z, *head.parameters()], lr=1e-3, betas=(0.5, 0.999)))
+            state.update(generator=generator, z=z, optimizer=torch.optim.Adam(
+                [*generator.parameters(), z], lr=1e-3, betas=(0.5, 0.999)))
+            set_student_training(False)
+
+        def end_round(images: torch.Tensor) -> None:
+            with torch.no_grad():
+                teacher(global_view(images))
+                slots = (state["filled"] + torch.arange(batch_size)) % bank_size
+                bank[slots] = torch.cat([s[4] for s in hooks.take()], 1)
+                state["filled"] += batch_size
+                targets = teacher(images)
+                hooks.take()
+            set_student_training(True)
+            student_optimizer.zero_grad()
+            F.kl_div(F.log_softmax(student(images) / 20, 1), F.softmax(targets / 20, 1),
+                     reduction="batchmean").backward()
+            student_optimizer.step()
 
         def unit(e: torch.Tensor) -> torch.Tensor:
             return F.normalize(e, dim=1)
 
         def step() -> None:
-            if round_state["count"] % num_steps == 0:
+            if state["count"] % num_steps == 0:
                 new_round()
-            round_state["count"] += 1
-            generator, z, optimizer = (round_state[k] for k in ("generator", "z", "optimizer"))
+            state["count"] += 1
+            generator, z, optimizer = (state[k] for k in ("generator", "z", "optimizer"))
             optimizer.zero_grad()
+            head_optimizer.zero_grad()
             images = generator(z)
-            global_view = _jitter(images, 4, True)
-            logits = teacher(global_view)
+            seen = global_view(images)
+            logits = teacher(seen)
             global_stats = hooks.take()
-            teacher(_local_view(images))
+            teacher(random_affine(images, scale=0.5, translate=0.25, rotate_degrees=0.0))
             local_stats = hooks.take()
-            student_logits = student(global_view)  # its BN layers are not hooked
+            student_logits = student(seen)  # its BN layers are not hooked
             agree = (logits.argmax(1) == student_logits.argmax(1)).float()
             kl = (F.softmax(logits, 1) * (F.log_softmax(logits, 1)
                                           - F.log_softmax(student_logits, 1))).sum(1)
             adversarial = -(kl * agree).mean()
             global_embedding = unit(head(torch.cat([s[4] for s in global_stats], 1))).detach()
             local_embedding = unit(head(torch.cat([s[4] for s in local_stats], 1)))
+            filled = max(min(state["filled"], bank_size), 1)
             negatives = torch.cat([global_embedding, unit(head(
-                bank[torch.randint(0, bank_size, (num_negatives,))]))])
+                bank[torch.randint(0, filled, (num_negatives,))]))])
             positive = (local_embedding * global_embedding).sum(1, keepdim=True)
             similarities = torch.cat([positive, local_embedding @ negatives.T], 1) / 0.1
             contrastive = F.cross_entropy(similarities, torch.zeros(batch_size, dtype=torch.long))
@@ -213,14 +238,10 @@ class CMIBenchmark(_StepBenchmark):
                     + 0.8 * contrastive)
             loss.backward()
             optimizer.step()
-            if round_state["count"] % num_steps == 0:
-                batch = images.detach()
+            head_optimizer.step()
+            if state["count"] % num_steps == 0:
                 with torch.no_grad():
-                    targets = teacher(batch)
-                    hooks.take()
-                student_optimizer.zero_grad()
-                F.kl_div(F.log_softmax(student(batch) / 20, 1), F.softmax(targets / 20, 1),
-                         reduction="batchmean").backward()
-                student_optimizer.step()
+                    final = generator(z)
+                end_round(final)
 
         self._finish(step, compile=False)

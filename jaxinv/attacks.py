@@ -123,7 +123,7 @@ def check_images(images) -> None:
                          "first (jaxinv.data loads datasets that way).")
 
 
-def _per_example_norm(x: jax.Array) -> jax.Array:
+def per_example_norm(x: jax.Array) -> jax.Array:
     """l2 norm of each example, shaped to broadcast against x: (N, 1, ..., 1)."""
     return jnp.sqrt(jnp.sum(jnp.square(x), axis=tuple(range(1, x.ndim)), keepdims=True))
 
@@ -135,7 +135,7 @@ def project(adversarial: jax.Array, clean: jax.Array, norm: str, eps) -> jax.Arr
     if norm == "linf":
         delta = jnp.clip(delta, -eps, eps)
     else:
-        delta = delta * jnp.minimum(1.0, eps / (_per_example_norm(delta) + _TINY))
+        delta = delta * jnp.minimum(1.0, eps / (per_example_norm(delta) + _TINY))
     return jnp.clip(clean + delta, 0.0, 1.0)
 
 
@@ -146,7 +146,7 @@ def _random_start(rng: jax.Array, clean: jax.Array, norm: str, eps) -> jax.Array
     else:
         direction_rng, radius_rng = jax.random.split(rng)
         direction = jax.random.normal(direction_rng, clean.shape, clean.dtype)
-        direction = direction / (_per_example_norm(direction) + _TINY)
+        direction = direction / (per_example_norm(direction) + _TINY)
         dims = int(np.prod(clean.shape[1:]))
         radius = jax.random.uniform(radius_rng, (clean.shape[0],) + (1,) * (clean.ndim - 1),
                                     clean.dtype) ** (1.0 / dims)
@@ -157,7 +157,7 @@ def _random_start(rng: jax.Array, clean: jax.Array, norm: str, eps) -> jax.Array
 def _ascent_direction(grad: jax.Array, norm: str) -> jax.Array:
     if norm == "linf":
         return jnp.sign(grad)
-    return grad / (_per_example_norm(grad) + _TINY)
+    return grad / (per_example_norm(grad) + _TINY)
 
 
 def perturb(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, config: AttackConfig,

@@ -57,6 +57,22 @@ def distillation_loss(student_logits: jax.Array, teacher_logits: jax.Array,
     return loss * temperature**2 if scale_by_t2 else loss
 
 
+def logit_distance(student_logits: jax.Array, teacher_logits: jax.Array) -> jax.Array:
+    """Mean over the batch of ‖s − t‖₂, the l2 distance between logit vectors (N, K); the
+    teacher's side is a constant. Data from Model trains its models by it (DtM), matching the
+    logits themselves rather than softened probabilities.
+
+    References:
+      Benz et al., "Data from Model: Extracting Data from Non-robust and Robust Models", CVPR
+      workshops 2020, §3.
+    """
+    difference = student_logits - jax.lax.stop_gradient(teacher_logits)
+    squared = jnp.sum(difference**2, axis=-1)
+    # The norm's gradient at 0 is NaN; where the logits already match, zero is the right one.
+    positive = squared > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0).mean()
+
+
 def total_variation_l2(images: jax.Array) -> jax.Array:
     """Per-image squared total variation: the sum of squared differences of adjacent pixels.
 

@@ -180,15 +180,23 @@ def supervised_step(model: nn.Module, tx: optax.GradientTransformation,
     return step_fn
 
 
+DISTILL_LOSSES = ("kd", "logit_l2")
+
+
 def distill_step(student: nn.Module, tx: optax.GradientTransformation, teacher_logits_fn,
                  *, temperature: float, scale_by_t2: bool = True,
-                 augment_config: augment.AugmentConfig = NO_AUGMENT) -> StepFn:
-    """KD of `models["model"]` towards a teacher: eq. 4 of Data Impressions at temperature τ.
+                 augment_config: augment.AugmentConfig = NO_AUGMENT,
+                 loss: str = "kd") -> StepFn:
+    """KD of `models["model"]` towards a teacher: eq. 4 of Data Impressions at temperature τ
+    (`loss="kd"`), or the l2 distance between the logits themselves (`"logit_l2"`, Data from
+    Model's DtM; τ unused).
 
     Without augmentation the batch carries the teacher's stored {"logits"}; with it, each batch
     is warped per example and `teacher_logits_fn(images, context)` is asked again, inside the
     same jitted step (context: the teacher's variables).
     """
+    if loss not in DISTILL_LOSSES:
+        raise ValueError(f"Unknown distillation loss {loss!r}; use one of {DISTILL_LOSSES}.")
     def step_fn(models_state, batch, rng, context, step):
         del step
         dropout_rng, batch_rng = jax.random.split(rng)
@@ -197,10 +205,13 @@ def distill_step(student: nn.Module, tx: optax.GradientTransformation, teacher_l
         else:
             images = augment.augment_batch(batch_rng, batch["images"], augment_config)
             teacher_logits = teacher_logits_fn(images, context)
-        new_state, measurements = gradient_step(
-            student, tx, models_state["model"], images,
-            lambda logits: losses.distillation_loss(logits, teacher_logits, temperature,
-                                                    scale_by_t2), dropout_rng)
+        def objective(logits):
+            if loss == "logit_l2":
+                return losses.logit_distance(logits, teacher_logits)
+            return losses.distillation_loss(logits, teacher_logits, temperature, scale_by_t2)
+
+        new_state, measurements = gradient_step(student, tx, models_state["model"], images,
+                                                objective, dropout_rng)
         return {"model": new_state}, measurements
 
     return step_fn

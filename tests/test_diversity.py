@@ -16,8 +16,11 @@ def test_frechet_distance_is_zero_for_the_same_set_and_grows_with_a_shift():
     assert diversity.frechet_distance(features, features + 2.0) > shifted
 
 
-def test_pairwise_cosine_distance_of_copies_orthogonal_and_opposite_vectors():
+def test_pairwise_cosine_distance_of_copies_orthogonal_opposite_and_zero_vectors():
     assert diversity.mean_pairwise_cosine_distance(np.ones((5, 3))) == pytest.approx(0.0)
+    # A zero vector is orthogonal to everything: 2 of the 6 ordered pairs have distance 0.
+    with_zero = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    assert diversity.mean_pairwise_cosine_distance(with_zero) == pytest.approx(4 / 6)
     assert diversity.mean_pairwise_cosine_distance(np.eye(4)) == pytest.approx(1.0)
     assert diversity.mean_pairwise_cosine_distance(
         np.array([[1.0, 0.0], [-1.0, 0.0]])) == pytest.approx(2.0)
@@ -40,5 +43,5 @@ def test_real_digits_are_nearer_real_digits_than_noise_is(mnist_bn_teacher, data
 def test_a_teacher_without_convolutions_is_refused_with_what_to_do(random_variables):
     model = MLP(num_classes=10)
     teacher = from_module(model, random_variables(model, (32, 32, 1)), (32, 32, 1))
-    with pytest.raises(TeacherLayerError, match="measure a convolutional teacher"):
+    with pytest.raises(TeacherLayerError, match="fewer than two convolutions"):
         diversity.pooled_features(teacher, np.zeros((4, 32, 32, 1), np.float32))

@@ -31,7 +31,7 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     """`arg`: mnist, fashion_mnist or smoke, optionally with _no_contrastive, _no_adv or
     _no_generator (Table 2's module cut-offs)."""
     ablation = next((suffix for suffix in _ABLATIONS if suffix and arg.endswith(suffix)), "")
-    arg = arg.removesuffix(ablation) if ablation else arg
+    arg = arg.removesuffix(ablation)
     config = load_sibling(__file__, "deepinversion.py", arg)
     config.distill.references = ()
     smoke = arg == "smoke"

@@ -3,7 +3,8 @@
 Round by round (one batch of `batch_size` images each), as Algorithm 1:
 
 1. a generator (:class:`jaxinv.models.cmi.CMIGenerator`) is drawn afresh and, with its latent
-   codes z, optimised by Adam for `num_steps` steps on
+   codes z, optimised by Adam for `num_steps` steps (with `generator=False`, the batch's
+   pixels instead: Table 2's cut-off) on
 
      w_bn · L_bn(x⁺) + w_cls · CE(T(x⁺), y) + w_adv · L_d-adv(T(x⁺), S(x⁺))
      + w_contrastive · L_cr(h(F(x)), h(F(x⁺)), bank)
@@ -87,9 +88,10 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
       flip: random horizontal flips in both views (off for digits).
       student, student_steps, student_learning_rate: the student trained between rounds
         (a `jaxinv.models` name; Adam).
-      generator: False optimises each batch's pixels directly with the same objective, as
-        DeepInversion does (from U(0, 1), Adam at `pixel_learning_rate`, clipped to [0, 1]
-        after every step): the "w/o generator" row of the paper's Table 2.
+      generator: False optimises each batch's pixels directly with the same objective, with
+        DeepInversion's parametrisation (from U(0, 1), Adam at `pixel_learning_rate` with β
+        0.5, 0.99, clipped to [0, 1] after every step; no TV prior or roll, the views being
+        CMI's): the "w/o generator" row of the paper's Table 2.
 
     Raises:
       TeacherLayerError: the teacher has no BatchNorm layer.
@@ -104,8 +106,10 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
     generator_module = CMIGenerator(tuple(teacher.image_shape), width=generator_width)
     head = ProjectionHead(out_dim=head_dim)
     student_model = models.get_model(student, num_classes=teacher.num_classes)
-    generator_tx = optax.adam(learning_rate if generator else pixel_learning_rate,
-                              b1=0.5, b2=0.999)
+    # What a round optimises: the generator and z (the reference's Adam), or the pixels
+    # (DeepInversion's Adam).
+    trainable_tx = (optax.adam(learning_rate, b1=0.5, b2=0.999) if generator
+                    else optax.adam(pixel_learning_rate, b1=0.5, b2=0.99))
     head_tx = optax.adam(learning_rate, b1=0.5, b2=0.999)
     student_tx = optax.adam(student_learning_rate)
     global_view = augment.AugmentConfig(translate=0.125, hflip=flip)
@@ -168,19 +172,19 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
         value_and_grad = jax.value_and_grad(objective, argnums=(0, 1))
 
         def step(carry, step_rng):
-            trainable, generator_opt, head_params, head_opt = carry
+            trainable, trainable_opt, head_params, head_opt = carry
             value, (grads, head_grads) = value_and_grad(
                 trainable, head_params, teacher_variables, state["student"].variables,
                 targets, state["bank"], state["bank_count"], step_rng)
-            updates, generator_opt = generator_tx.update(grads, generator_opt, trainable)
+            updates, trainable_opt = trainable_tx.update(grads, trainable_opt, trainable)
             head_updates, head_opt = head_tx.update(head_grads, head_opt, head_params)
             trainable = optax.apply_updates(trainable, updates)
             if not generator:
                 trainable = {"pixels": jnp.clip(trainable["pixels"], 0.0, 1.0)}
-            return (trainable, generator_opt,
+            return (trainable, trainable_opt,
                     optax.apply_updates(head_params, head_updates), head_opt), value
 
-        carry = (trainable, generator_tx.init(trainable), state["head"], state["head_opt"])
+        carry = (trainable, trainable_tx.init(trainable), state["head"], state["head_opt"])
         (trainable, _, head_params, head_opt), values = jax.lax.scan(
             step, carry, jax.random.split(steps_rng, num_steps))
         return render(trainable), head_params, head_opt, values[-1]
@@ -247,6 +251,8 @@ def check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, int,
             raise ValueError(f"synthesis.{key} must be a whole number ≥ 1, got {config[key]!r}.")
     _check_sizes(num_examples(config, num_classes), config.batch_size, config.bank_size,
                  config.num_negatives, image_shape)
+    if not isinstance(config.generator, bool):
+        raise ValueError(f"synthesis.generator must be true or false, got {config.generator!r}.")
     for key in ("learning_rate", "temperature", "student_learning_rate", "pixel_learning_rate"):
         if not (math.isfinite(config[key]) and config[key] > 0):
             raise ValueError(f"synthesis.{key} must be > 0, got {config[key]}.")

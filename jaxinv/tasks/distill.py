@@ -9,7 +9,8 @@ soft targets) and Student-CE (labels), as Tables 1-3 of the paper.
 Config (`distill` block): `student` (a `jaxinv.models` name), `seed`, `num_seeds` (students
 distilled with seeds seed, seed + 1, ...), `extra_students` (further model names, one seed
 each, on the same transfer set: a row of a teacher × student matrix), `temperature`,
-`scale_by_t2`, `augment`, `references` (a subset of ("kd", "ce")), `diversity` (also measure
+`scale_by_t2`, `loss` ("kd", or "logit_l2": the l2 distance of the logits, Data from Model's
+DtM), `augment`, `references` (a subset of ("kd", "ce")), `diversity` (also measure
 the transfer set's layer-wise FID against the real test images and its feature diversity,
 :mod:`jaxinv.diversity`; with the "kd" reference, as many real training images too), and the
 fit settings
@@ -44,7 +45,7 @@ def default_config() -> ml_collections.ConfigDict:
         student="lenet5_half", seed=0, num_seeds=1, extra_students=(), batch_size=128,
         num_steps=10000,
         temperature=20.0, scale_by_t2=True, checkpoint_every=1000, log_every=100,
-        eval_batch_size=1000, references=(), diversity=False,
+        eval_batch_size=1000, references=(), diversity=False, loss="kd",
         optimizer=dict(name="adam", learning_rate=1e-2, schedule="cosine", weight_decay=0.0,
                        momentum=0.9),
         augment=dict(scale=0.0, translate=0.0, rotate_degrees=0.0, hflip=False)))
@@ -111,7 +112,8 @@ def distill(student: nn.Module | str, teacher: Teacher, images: np.ndarray, *, w
     state = train.fit(
         lambda rng: {"model": train.init_model_state(student, tx, rng, image_shape)},
         train.distill_step(student, tx, teacher.logits, temperature=config.temperature,
-                           scale_by_t2=config.scale_by_t2, augment_config=augment_config),
+                           scale_by_t2=config.scale_by_t2, augment_config=augment_config,
+                           loss=config.loss),
         arrays, config=config, workdir=workdir, context=teacher.variables,
         desc=f"student (seed {config.seed})")
     return student, state.models["model"].variables
@@ -196,6 +198,9 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
     if not block.temperature > 0:
         raise ValueError(f"distill.temperature τ must be > 0, got {block.temperature}; the "
                          "paper uses 20.")
+    if block.get("loss", "kd") not in train.DISTILL_LOSSES:
+        raise ValueError(f"distill.loss must be one of {train.DISTILL_LOSSES} (KD at τ, or "
+                         f"Data from Model's l2 distance of logits), got {block.loss!r}.")
     num_seeds = block.num_seeds
     if not is_count(num_seeds):
         raise ValueError(f"distill.num_seeds must be a whole number ≥ 1 (students distilled "
@@ -246,7 +251,8 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
         train_set = data.load_dataset(config.dataset, "train",
                                       image_size=config.get("image_size"))
         if block.diversity and "kd" in block.references:
-            real = data.subsample(train_set, len(transfer_set), seed=block.seed)
+            real = data.subsample(train_set, min(len(transfer_set), len(train_set)),
+                                  seed=block.seed)
             results["diversity_real"] = diversity.measure(teacher, real.images, test.images)
         for kind in block.references:
             where = os.path.join(workdir, f"reference_{kind}")

@@ -1,0 +1,111 @@
+"""Model → data → model chains (Data from Model, Tables 1 and 2): M0 → D1 → M1 → … → M_L.
+
+The pipeline's teacher is the origin M0 and its TransferSet is D1. Link i trains a fresh model
+M_i of the same architecture on D_i by the l2 distance of its logits to the stored ones (DtM:
+the `distill` block with `loss="logit_l2"`), then synthesises D_{i+1} from M_i with the run's
+`synthesis` block (its seed advanced by i, so each link draws fresh backgrounds order and
+virtual logits). Every model is scored on the real test set, clean and under l2-PGD at each ε of
+`chain.eps` (`chain.attack_steps` steps of 2.5 ε / steps, Table 2's protocol).
+
+Each link lives in `workdir/link<i>/` (`synthesis/`, `model/`, `results.json`); a rerun skips
+finished links and resumes the first unfinished one where it stopped, so an interrupted chain
+ends with the same models as an uninterrupted one.
+
+Config (`chain` block): `length` L ≥ 1, `eps` (l2 radii, on the model's input scale),
+`attack_steps`, `test_limit` (None: the whole test set; else its first N images),
+`batch_size` (of the attack), `seed` (of the attacks' random starts). The models are trained
+with the `distill` block's settings and `distill.student` as their architecture.
+
+References:
+  Benz, Zhang, Karjauv and Kweon, "Data from Model: Extracting Data from Non-robust and Robust
+  Models", CVPR workshops 2020, §4, Tables 1 and 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+import numpy as np
+
+from jaxinv import attacks, data, parallel, report, synthesis, tasks
+from jaxinv.tasks import distill
+from jaxinv.tasks.robustness import attacked_predictions
+from jaxinv.teacher import Teacher, load_teacher
+from jaxinv.validation import is_count
+
+BLOCK_KEYS = ("length", "eps", "attack_steps", "test_limit", "batch_size", "seed")
+
+
+def check_config(config: ml_collections.ConfigDict, num_examples: int | None = None) -> None:
+    """Refuses `distill` and `chain` blocks that cannot run, before anything is written."""
+    distill.check_config(config, num_examples)
+    block = tasks.task_block(config, "chain", BLOCK_KEYS)
+    if not is_count(block.length):
+        raise ValueError(f"chain.length must be a whole number ≥ 1 (links after the origin "
+                         f"model), got {block.length!r}.")
+    if not is_count(block.attack_steps):
+        raise ValueError(f"chain.attack_steps must be a whole number ≥ 1, got "
+                         f"{block.attack_steps!r}.")
+    for eps in block.eps:
+        if not eps >= 0:
+            raise ValueError(f"chain.eps holds {eps}; the l2 radii must be ≥ 0 (0: clean).")
+    if block.test_limit is not None and not is_count(block.test_limit):
+        raise ValueError(f"chain.test_limit must be None (all) or a whole number ≥ 1, got "
+                         f"{block.test_limit!r}.")
+    if not is_count(block.batch_size):
+        raise ValueError(f"chain.batch_size must be a whole number ≥ 1, got "
+                         f"{block.batch_size!r}.")
+    parallel.check_divisible(block.batch_size, "chain.batch_size")
+
+
+def score(model: Teacher, test: data.Dataset, block: ml_collections.ConfigDict) -> dict:
+    """{"test_accuracy", "pgd_accuracy": {ε: %}} of `model` on `test` (clean, then l2-PGD)."""
+    images, labels = test.images, test.labels
+    if block.test_limit is not None:
+        images, labels = images[:block.test_limit], labels[:block.test_limit]
+    logits = np.concatenate([np.asarray(model.logits(images[i:i + 1000]))
+                             for i in range(0, len(images), 1000)])
+    curve = {}
+    for eps in block.eps:
+        attack = attacks.attack_config("pgd", eps, norm="l2", num_steps=block.attack_steps)
+        predicted = attacked_predictions(model.model, model.variables, images, labels, attack,
+                                         batch_size=block.batch_size, seed=block.seed)
+        curve[f"{eps:g}"] = float(100.0 * np.mean(predicted == labels))
+    return {"test_accuracy": float(100.0 * np.mean(logits.argmax(-1) == labels)),
+            "pgd_accuracy": curve}
+
+
+def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set,
+        workdir: str) -> dict:
+    """Runs the chain from `teacher` (M0) and `transfer_set` (D1); returns every model's
+    scores, {"links": [M0, M1, ...]}, each {"test_accuracy", "pgd_accuracy", and for i ≥ 1
+    "transfer_agreement": how often D_i's stored top class is M_{i-1}'s virtual one}."""
+    block = config.chain
+    test = data.load_dataset(config.dataset, "test", image_size=config.get("image_size"))
+    origin_path = os.path.join(workdir, "origin.json")
+    if not os.path.exists(origin_path):
+        report.write_json(origin_path, score(teacher, test, block))
+    links = [report.read_json(origin_path)]
+    previous, current_set = teacher, transfer_set
+    for index in range(1, block.length + 1):
+        link_dir = os.path.join(workdir, f"link{index}")
+        if index > 1:
+            link_synthesis = config.synthesis.copy_and_resolve_references()
+            link_synthesis.seed = config.synthesis.seed + index - 1
+            current_set = synthesis.synthesize_from_config(previous, link_synthesis,
+                                                           os.path.join(link_dir, "synthesis"))
+        results_path = os.path.join(link_dir, "results.json")
+        model_dir = os.path.join(link_dir, "model")
+        if not os.path.exists(results_path):
+            distill.distill_and_evaluate(
+                config.distill.student, previous, current_set.images, test, workdir=model_dir,
+                config=config.distill, teacher_logits=current_set.logits)
+            model = load_teacher(model_dir)
+            results = score(model, test, block)
+            results["transfer_agreement"] = float(np.mean(
+                current_set.logits.argmax(-1) == current_set.targets.argmax(-1)))
+            report.write_json(results_path, results)
+        links.append(report.read_json(results_path))
+        previous = load_teacher(model_dir)
+    return {"links": links}
