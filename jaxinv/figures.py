@@ -204,3 +204,24 @@ def samples_by_method(transfer_sets: Mapping[str, object], class_names: Sequence
         first = axes[0, m * per_class]
         first.set_title(f"{name}\n{first.get_title()}", fontsize=7)
     return _save(fig, path)
+
+
+def image_rows(rows: Mapping[str, np.ndarray], path: str, *, titles: Sequence[str] = ()) -> str:
+    """Saves one row of images per entry of `rows` (name -> (n, H, W, C) in [0, 1]), the name
+    at the left; `titles` label the columns (Data from Model's Fig. 2: the background images,
+    then the set extracted at each link of a chain)."""
+    n = max(len(images) for images in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n, 1.2 * len(rows)), squeeze=False)
+    for i, (name, images) in enumerate(rows.items()):
+        for j in range(n):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(images):
+                image = images[j]
+                ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray",
+                          vmin=0.0, vmax=1.0)
+            if i == 0 and j < len(titles):
+                ax.set_title(titles[j], fontsize=7)
+        axes[i, 0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
+    return _save(fig, path)

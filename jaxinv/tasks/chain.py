@@ -9,7 +9,10 @@ virtual logits). Every model is scored on the real test set, clean and under l2-
 
 Each link lives in `workdir/link<i>/` (`synthesis/`, `model/`, `results.json`); a rerun skips
 finished links and resumes the first unfinished one where it stopped, so an interrupted chain
-ends with the same models as an uninterrupted one.
+ends with the same models as an uninterrupted one. The first link trains `distill.num_seeds`
+models (seeds distill.seed, distill.seed + 1, ...; the extra ones in `link1/seed<s>/`) to show
+the spread a seed alone makes; the chain goes on from the first. `figures/chain.png` shows
+real test images and the first images of every D_i, one row each, as the paper's Fig. 2.
 
 Config (`chain` block): `length` L ≥ 1, `eps` (l2 radii, on the model's input scale),
 `attack_steps`, `test_limit` (None: the whole test set; else its first N images),
@@ -28,12 +31,13 @@ import os
 import ml_collections
 import numpy as np
 
-from jaxinv import attacks, data, parallel, report, synthesis, tasks
+from jaxinv import attacks, data, figures, parallel, report, synthesis, tasks
 from jaxinv.tasks import distill
 from jaxinv.tasks.robustness import attacked_predictions
 from jaxinv.teacher import Teacher, load_teacher
 from jaxinv.validation import is_count
 
+_SHOWN = 8  # images per row of figures/chain.png
 BLOCK_KEYS = ("length", "eps", "attack_steps", "test_limit", "batch_size", "seed")
 
 
@@ -76,11 +80,29 @@ def score(model: Teacher, test: data.Dataset, block: ml_collections.ConfigDict) 
             "pgd_accuracy": curve}
 
 
+def _first_link_seeds(config, teacher: Teacher, transfer_set, test: data.Dataset,
+                      link_dir: str) -> dict:
+    """The extra seeds of the first link's model: {"seeds", "accuracies", "mean", "sd"} of
+    every seed's test accuracy (the first seed's is the chain's M1)."""
+    block = config.distill
+    seeds = list(range(block.seed, block.seed + block.num_seeds))
+    accuracies = [report.read_json(os.path.join(link_dir, "results.json"))["test_accuracy"]]
+    for seed in seeds[1:]:
+        seed_config = block.copy_and_resolve_references()
+        seed_config.seed = seed
+        accuracies.append(distill.distill_and_evaluate(
+            block.student, teacher, transfer_set.images, test, config=seed_config,
+            workdir=os.path.join(link_dir, f"seed{seed}"),
+            teacher_logits=transfer_set.logits)["test_accuracy"])
+    return distill.seed_spread(seeds, accuracies)
+
+
 def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set,
         workdir: str) -> dict:
     """Runs the chain from `teacher` (M0) and `transfer_set` (D1); returns every model's
     scores, {"links": [M0, M1, ...]}, each {"test_accuracy", "pgd_accuracy", and for i ≥ 1
-    "transfer_agreement": how often D_i's stored top class is M_{i-1}'s virtual one}."""
+    "transfer_agreement": how often D_i's stored top class is M_{i-1}'s virtual one}, and
+    {"first_link_seeds"} when `distill.num_seeds` > 1."""
     block = config.chain
     test = data.load_dataset(config.dataset, "test", image_size=config.get("image_size"))
     origin_path = os.path.join(workdir, "origin.json")
@@ -88,6 +110,8 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set,
         report.write_json(origin_path, score(teacher, test, block))
     links = [report.read_json(origin_path)]
     previous, current_set = teacher, transfer_set
+    shown = {f"{config.dataset} (M0's data)": test.images[:_SHOWN]}
+    extras = {}
     for index in range(1, block.length + 1):
         link_dir = os.path.join(workdir, f"link{index}")
         if index > 1:
@@ -101,11 +125,16 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set,
             distill.distill_and_evaluate(
                 config.distill.student, previous, current_set.images, test, workdir=model_dir,
                 config=config.distill, teacher_logits=current_set.logits)
-            model = load_teacher(model_dir)
-            results = score(model, test, block)
-            results["transfer_agreement"] = float(np.mean(
+            scores = score(load_teacher(model_dir), test, block)
+            scores["transfer_agreement"] = float(np.mean(
                 current_set.logits.argmax(-1) == current_set.targets.argmax(-1)))
-            report.write_json(results_path, results)
+            report.write_json(results_path, scores)
         links.append(report.read_json(results_path))
+        if index == 1 and config.distill.num_seeds > 1:
+            extras["first_link_seeds"] = _first_link_seeds(config, previous, current_set,
+                                                            test, link_dir)
+        shown[f"D{index}"] = current_set.images[:_SHOWN]
         previous = load_teacher(model_dir)
-    return {"links": links}
+    figures.image_rows(shown, os.path.join(workdir, "figures", "chain.png"))
+    return {"links": links, **extras}
+

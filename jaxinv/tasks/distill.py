@@ -245,12 +245,12 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
             teacher_logits=transfer_set.logits)["test_accuracy"]
     if extra:
         results["extra_students"] = extra
-    if block.diversity:
+    if block.get("diversity", False):
         results["diversity"] = diversity.measure(teacher, transfer_set.images, test.images)
     if block.references:
         train_set = data.load_dataset(config.dataset, "train",
                                       image_size=config.get("image_size"))
-        if block.diversity and "kd" in block.references:
+        if block.get("diversity", False) and "kd" in block.references:
             real = data.subsample(train_set, min(len(transfer_set), len(train_set)),
                                   seed=block.seed)
             results["diversity_real"] = diversity.measure(teacher, real.images, test.images)
