@@ -138,6 +138,11 @@ for _variant, _label in _CMI_ABLATIONS.items():
     EXPERIMENTS[f"cmi_mnist_{_variant}"] = (
         f"jaxinv run cmi.py:mnist_{_variant} --workdir runs/cmi_mnist_{_variant} "
         f"{_THREE_SEEDS}", f"CMI {_label}, MNIST")
+# Data from Model (issue 24): one chain per origin.
+_DFM_ORIGINS = {"mnist": "non-robust M0", "mnist_robust": "l2-robust M0"}
+for _origin, _label in _DFM_ORIGINS.items():
+    EXPERIMENTS[f"dfm_{_origin}"] = (f"jaxinv run dfm.py:{_origin} --workdir runs/dfm_{_origin}",
+                                     f"Data from Model's chain from the {_label}, MNIST")
 # Sections recorded together by one command: Table 4's rows of one dataset; Table 7's seeds of
 # one direction; the β ablation of §4.2.3.
 GROUPS = {f"table4_{dataset}": (f"robustness_{dataset}", f"robustness_{dataset}_robust")
@@ -158,6 +163,7 @@ GROUPS["adapt_beta_ablation"] = tuple(f"adapt_usps_mnist_high_beta_seed{seed}"
                                       for seed in _ADAPT_SEEDS)
 GROUPS.update({f"bn_methods_{dataset}": tuple(f"{method}_{dataset}" for method in _BN_METHODS)
                for dataset in _CAKE_DATASETS})
+GROUPS["dfm"] = tuple(f"dfm_{origin}" for origin in _DFM_ORIGINS)
 GROUPS["cmi_ablation"] = tuple(f"cmi_mnist_{variant}" for variant in _CMI_ABLATIONS)
 TEACHERS = {"teacher_mnist_plain": "mnist_plain", "teacher_fashion_mnist": "fashion_mnist",
             "teacher_usps": "usps"}
@@ -606,6 +612,57 @@ def bn_methods_tables() -> str | None:
     return "\n\n".join(parts)
 
 
+def dfm_tables() -> str | None:
+    """Data from Model's Tables 1 and 2 (LeNet-5 on MNIST), next to the paper, and Fig. 2."""
+    entries = {origin: _load(f"dfm_{origin}") for origin in _DFM_ORIGINS}
+    if not any(entries.values()):
+        return None
+    parts = ["## Data from Model (Benz et al., CVPR-W 2020): chains on MNIST, LeNet-5",
+             "M0 → D1 → M1 → … → M5: each D_i extracted from M_{i-1} by l2-PGD from "
+             "Fashion-MNIST backgrounds toward virtual logits, each M_i a fresh LeNet-5 trained "
+             "on D_i by the logit distance (dfm.py's docstring: 30,000 images per link where "
+             "the paper extracts 500,000; ε of the extraction chosen on a validation split, "
+             "section `dfm_epsilon`). Test accuracy %, ours (paper)."]
+    rows, robustness = [], []
+    for origin, label in _DFM_ORIGINS.items():
+        entry = entries[origin]
+        if entry is None:
+            rows.append((label, "not recorded", *("",) * 5,
+                         f"`python benchmarks/record.py dfm_{origin}`", ""))
+            continue
+        results = entry["results"]
+        links, paper = results["chain"]["links"], results["paper"]
+        cells = [f"{link['test_accuracy']:.2f} ({value})"
+                 for link, value in zip(links, paper["chain"], strict=False)]
+        seeds = results["chain"].get("first_link_seeds")
+        if seeds:
+            cells[1] += (f"; {seeds['mean']:.2f} ± {seeds['sd']:.2f} over "
+                         f"{len(seeds['seeds'])} seeds")
+        rows.append((label, *cells, f"`{entry['command']}`", entry["date"]))
+        for eps_index, (eps_key, ours_key) in enumerate(zip(
+                ("0", "1", "2", "3", "4"), links[0]["pgd_accuracy"], strict=True)):
+            paper_row = paper["chain"] if eps_key == "0" else paper["pgd"][eps_key]
+            robustness.append((label if eps_index == 0 else "", eps_key, *(
+                f"{link['pgd_accuracy'][ours_key]:.1f} ({value})"
+                for link, value in zip(links, paper_row, strict=False))))
+    names = [f"M{i}" for i in range(6)]
+    parts.append("Table 1.\n\n" + report.markdown_table(
+        ["origin", *names, "command", "date"], rows))
+    if robustness:
+        parts.append("Table 2: accuracy % under l2-PGD (20 steps of 2.5 ε / 20) at the paper's "
+                     "ε for 28x28 images, scaled by 32/28 for the 32x32 inputs, on the whole "
+                     "test set.\n\n" + report.markdown_table(["origin", "ε", *names],
+                                                            robustness))
+    for origin, label in _DFM_ORIGINS.items():
+        figure = os.path.join("runs", f"dfm_{origin}", "chain", "figures", "chain.png")
+        if entries[origin] is not None and os.path.exists(os.path.join(REPO, figure)):
+            target = os.path.join("benchmarks", "figures", f"dfm_chain_{origin}.png")
+            shutil.copyfile(os.path.join(REPO, figure), os.path.join(REPO, target))
+            parts.append(f"Fig. 2, {label}: real test images, then the first images of "
+                         f"D1..D5.\n\n![chain]({target})")
+    return "\n\n".join(parts)
+
+
 def _recorded_transfer_set(section: str):
     from jaxinv.synthesis.transfer_set import TransferSet
 
@@ -766,7 +823,7 @@ def write_benchmarks() -> None:
     sections += [table for table in (table4("mnist"), table4("fashion_mnist"),
                                      table10("mnist"), table10("fashion_mnist"), table7(),
                                      fig8("mnist"), fig8("fashion_mnist"), cake_tables(),
-                                     bn_methods_tables())
+                                     bn_methods_tables(), dfm_tables())
                            if table]
     for path in sorted(glob.glob(os.path.join(RESULTS, "*.json"))):
         section = os.path.splitext(os.path.basename(path))[0]
