@@ -30,6 +30,7 @@ __all__ = [
     "IMAGE_SHAPES",
     "MODELS",
     "CakeBenchmark",
+    "DfmBenchmark",
     "SynthesisBenchmark",
     "TrainBenchmark",
     "build_model",
@@ -430,6 +431,38 @@ class CakeBenchmark(_StepBenchmark):
                 x.clamp_(0.0, 1.0)
 
         self._finish(cake_step, compile)
+
+
+class DfmBenchmark(_StepBenchmark):
+    """Data from Model's extraction on one batch, as a plain l2-PGD loop: a frozen LeNet-5,
+    images starting at fixed background images, virtual-logit targets; each step the summed
+    ‖T(x) − Z_v‖₂, backward, a step of `step_size` along each example's l2-normalised negative
+    gradient, projection onto the l2 ball of radius `epsilon` around the background, and a
+    clamp to [0, 1]."""
+
+    def __init__(self, batch_size: int, *, epsilon: float = 3.43, step_size: float = 0.17,
+                 seed: int = 0, num_threads: int | None = None):
+        self.num_threads = num_threads
+        torch.manual_seed(seed)
+        teacher = lenet5(10)
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        background = torch.rand(batch_size, *IMAGE_SHAPES["lenet5"])
+        targets = torch.randn(batch_size, 10)
+        x = background.clone().requires_grad_(True)
+
+        def dfm_step() -> None:
+            loss = torch.linalg.vector_norm(teacher(x) - targets, dim=1).sum()
+            (grad,) = torch.autograd.grad(loss, x)
+            with torch.no_grad():
+                norm = torch.linalg.vector_norm(grad.flatten(1), dim=1).view(-1, 1, 1, 1)
+                delta = x - step_size * grad / (norm + 1e-12) - background
+                length = torch.linalg.vector_norm(delta.flatten(1), dim=1).view(-1, 1, 1, 1)
+                delta = delta * torch.clamp(epsilon / (length + 1e-12), max=1.0)
+                x.copy_((background + delta).clamp(0.0, 1.0))
+
+        self._finish(dfm_step, compile=False)
 
 
 def torch_train_throughput(

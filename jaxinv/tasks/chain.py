@@ -27,6 +27,7 @@ References:
 from __future__ import annotations
 
 import os
+import time
 
 import ml_collections
 import numpy as np
@@ -101,7 +102,8 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set,
         workdir: str) -> dict:
     """Runs the chain from `teacher` (M0) and `transfer_set` (D1); returns every model's
     scores, {"links": [M0, M1, ...]}, each {"test_accuracy", "pgd_accuracy", and for i ≥ 1
-    "transfer_agreement": how often D_i's stored top class is M_{i-1}'s virtual one}, and
+    "transfer_agreement" (how often D_i's stored top class is M_{i-1}'s virtual one) and
+    "seconds" (the link's wall time)}, and
     {"first_link_seeds"} when `distill.num_seeds` > 1."""
     block = config.chain
     test = data.load_dataset(config.dataset, "test", image_size=config.get("image_size"))
@@ -114,6 +116,7 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set,
     extras = {}
     for index in range(1, block.length + 1):
         link_dir = os.path.join(workdir, f"link{index}")
+        start = time.perf_counter()
         if index > 1:
             link_synthesis = config.synthesis.copy_and_resolve_references()
             link_synthesis.seed = config.synthesis.seed + index - 1
@@ -128,6 +131,8 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set,
             scores = score(load_teacher(model_dir), test, block)
             scores["transfer_agreement"] = float(np.mean(
                 current_set.logits.argmax(-1) == current_set.targets.argmax(-1)))
+            # Extraction, training and scoring; a resumed link counts only this process's part.
+            scores["seconds"] = time.perf_counter() - start
             report.write_json(results_path, scores)
         links.append(report.read_json(results_path))
         if index == 1 and config.distill.num_seeds > 1:
