@@ -109,8 +109,7 @@ def test_other_distill_settings_reuse_the_same_teacher(smoke_run, session_data_d
 
 @pytest.mark.parametrize("key, value, message", [
     ("synthesis.method", "deep_inversion", "not a jaxinv synthesis method; choose from"),
-    ("task", "segmentation", "choose from ['adapt', 'continual', 'distill', 'robustness', "
-                             "'transfer_size', 'uap']"),
+    ("task", "segmentation", "not a jaxinv task; choose from ['adapt', 'chain'"),
     ("synthesis.kind", "dirichlett", "synthesis.kind must be one of ('dirichlet', 'one_hot')"),
     ("synthesis.num_steps", 0, "synthesis.num_steps must be a whole number ≥ 1"),
     ("synthesis.steps_per_call", 3, "not a multiple of steps_per_call"),
