@@ -285,9 +285,9 @@ def build(teacher: Teacher, config: ml_collections.ConfigDict
 def smoke_config() -> ml_collections.ConfigDict:
     """A seconds-scale CMI block, for the contract test and smoke runs."""
     return ml_collections.ConfigDict(dict(
-        method="cmi", num_per_class=2, batch_size=4, num_steps=24, latent_dim=8,
+        method="cmi", num_per_class=2, batch_size=4, num_steps=48, latent_dim=8,
         generator_width=16, learning_rate=1e-2,
-        weights={"bn": 0.1, "cls": 1.0, "adv": 0.5, "contrastive": 0.8}, temperature=0.1,
+        weights={"bn": 0.1, "cls": 3.0, "adv": 0.5, "contrastive": 0.8}, temperature=0.1,
         bank_size=8, num_negatives=8, head_dim=16, flip=False, student="bn_cnn_half",
         student_steps=4, student_learning_rate=1e-3, generator=True, pixel_learning_rate=0.1,
         checkpoint_every=2, seed=0))
