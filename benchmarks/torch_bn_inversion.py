@@ -19,6 +19,7 @@ from benchmarks.torch_reference import (
     _CIFAR10_STD,
     _Standardize,
     _StepBenchmark,
+    frozen,
     random_affine,
 )
 
@@ -90,10 +91,7 @@ def _bn_loss(stats) -> torch.Tensor:
 
 
 def _frozen_teacher(depth: int, widen_factor: int) -> tuple[nn.Module, _BatchNormHooks]:
-    teacher = WideResNet(depth, widen_factor)
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    teacher = frozen(WideResNet(depth, widen_factor))
     return teacher, _BatchNormHooks(teacher)
 
 

@@ -267,6 +267,14 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return -(teacher_probs * log_probs).sum(dim=1).mean() * temperature**2
 
 
+def frozen(model: nn.Module) -> nn.Module:
+    """`model` in eval mode with no parameter gradients: a teacher that only images move."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 class _StepBenchmark:
     """A step function built once, run eager or through ``torch.compile``, and timed."""
 
@@ -406,10 +414,7 @@ class CakeBenchmark(_StepBenchmark):
                  num_threads: int | None = None, compile: bool = False):
         self.num_threads = num_threads
         torch.manual_seed(seed)
-        teacher = lenet5(10)
-        teacher.eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
+        teacher = frozen(lenet5(10))
         labels = torch.stack([torch.randperm(10)[:group_size] for _ in range(rows)])
         x = torch.randn(rows, group_size, *IMAGE_SHAPES["lenet5"], requires_grad=True)
         optimizer = torch.optim.SGD([x], lr=eta)
@@ -444,10 +449,7 @@ class DfmBenchmark(_StepBenchmark):
                  seed: int = 0, num_threads: int | None = None):
         self.num_threads = num_threads
         torch.manual_seed(seed)
-        teacher = lenet5(10)
-        teacher.eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
+        teacher = frozen(lenet5(10))
         background = torch.rand(batch_size, *IMAGE_SHAPES["lenet5"])
         targets = torch.randn(batch_size, 10)
         x = background.clone().requires_grad_(True)
