@@ -155,7 +155,7 @@ def accuracy_matrix(values: np.ndarray, row_labels: Sequence[str], col_labels: S
     values = np.asarray(values, np.float64)
     fig, ax = plt.subplots(figsize=(1.1 * values.shape[1] + 2, 0.9 * values.shape[0] + 1.2))
     im = ax.imshow(values, cmap="viridis", vmin=0.0, vmax=100.0)
-    ax.set_xticks(range(len(col_labels)), col_labels)
+    ax.set_xticks(range(len(col_labels)), col_labels, rotation=30, ha="right")
     ax.set_yticks(range(len(row_labels)), row_labels)
     ax.set_xlabel(col_title)
     ax.set_ylabel(row_title)
