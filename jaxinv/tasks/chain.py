@@ -83,8 +83,8 @@ def score(model: Teacher, test: data.Dataset, block: ml_collections.ConfigDict) 
 
 def _first_link_seeds(config, teacher: Teacher, transfer_set, test: data.Dataset,
                       link_dir: str) -> dict:
-    """The extra seeds of the first link's model: {"seeds", "accuracies", "mean", "sd"} of
-    every seed's test accuracy (the first seed's is the chain's M1)."""
+    """Every seed's test accuracy at the first link, as `distill.seed_spread` gives it
+    ({"seeds", "mean", "sd", ...}); the first seed's model is the chain's M1."""
     block = config.distill
     seeds = list(range(block.seed, block.seed + block.num_seeds))
     accuracies = [report.read_json(os.path.join(link_dir, "results.json"))["test_accuracy"]]
