@@ -11,9 +11,9 @@ around x_s and onto [0, 1]. The set is the final x with the teacher's logits on 
 a fresh model is trained by the l2 distance of its logits to those (``distill.loss =
 "logit_l2"``, DtM).
 
-The paper gives neither ε nor the number of steps; this module's defaults (ε = 3 on 32x32
-images, 20 steps of 2.5ε/20) follow the l2-PGD convention of its Table 2 and are documented
-with the figures they produced in BENCHMARKS.md. Only `teacher.logits` is used.
+The paper gives neither ε nor the number of steps: experiments/configs/dfm.py takes 50 steps
+of 2.5 ε / 50 (Madry et al.'s step) and the ε that benchmarks/dfm_epsilon.py picks on a
+validation split. Only `teacher.logits` is used.
 
 Config (`synthesis` block, `method="dfm"`): num_examples, background (a dataset name),
 background_split, epsilon, num_steps, step_size (None: 2.5 ε / num_steps), top_mean,
