@@ -129,7 +129,8 @@ _CMI_ABLATIONS = {"no_contrastive": "w/o contrastive loss", "no_generator": "w/o
 # Table 2 (the same pair), the figures this comparison checks the ranking of.
 _CMI_PAPER = {"adi": 83.04, "cmi": 90.01, "no_contrastive": 85.97, "no_generator": 83.65,
               "no_adv": 87.71}
-for _dataset in _CAKE_DATASETS:
+_BN_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+for _dataset in _BN_DATASETS:
     for _method, (_spec, _label) in _BN_METHODS.items():
         EXPERIMENTS[f"{_method}_{_dataset}"] = (
             f"jaxinv run {_spec.format(_dataset)} --workdir runs/{_method}_{_dataset} "
@@ -162,7 +163,7 @@ GROUPS["cake_vs_di"] = tuple(f"cake_{dataset}_di_protocol" for dataset in _CAKE_
 GROUPS["adapt_beta_ablation"] = tuple(f"adapt_usps_mnist_high_beta_seed{seed}"
                                       for seed in _ADAPT_SEEDS)
 GROUPS.update({f"bn_methods_{dataset}": tuple(f"{method}_{dataset}" for method in _BN_METHODS)
-               for dataset in _CAKE_DATASETS})
+               for dataset in _BN_DATASETS})
 GROUPS["dfm"] = tuple(f"dfm_{origin}" for origin in _DFM_ORIGINS)
 GROUPS["cmi_ablation"] = tuple(f"cmi_mnist_{variant}" for variant in _CMI_ABLATIONS)
 TEACHERS = {"teacher_mnist_plain": "mnist_plain", "teacher_fashion_mnist": "fashion_mnist",
@@ -533,12 +534,14 @@ def bn_methods_tables() -> str | None:
     """DI, DeepInversion, ADI and CMI on the BN CNN teachers, KD on real data as the ceiling,
     each set's diversity, CMI's module cut-offs, and samples of each method."""
     entries = {(method, dataset): _load(f"{method}_{dataset}")
-               for dataset in _CAKE_DATASETS for method in _BN_METHODS}
+               for dataset in _BN_DATASETS for method in _BN_METHODS}
     if not any(entries.values()):
         return None
     parts = ["## DeepInversion and CMI on BatchNorm teachers: student test accuracy %, and "
              "the diversity of each set",
-             "BN CNN → BN CNN-half, 5,000 images per method (500 per class) and one "
+             "BN CNN → BN CNN-half (CIFAR-10: WRN-10-1 → WRN-10-1-half, trained on the "
+             "4,000 training images of the CIFAR-10 files, scored on their JPEG test set), "
+             "5,000 images per method (500 per class) and one "
              "distillation budget (2,000 Adam steps of 128 at τ = 20, no augmentation); three "
              "student seeds on one synthesised set. Sized for 2 CPU cores "
              "(deepinversion.py's and cmi.py's docstrings: 200 pixel steps, 100 generator "
@@ -549,7 +552,7 @@ def bn_methods_tables() -> str | None:
              "teacher in place of Inception (lower: closer to real); diversity: mean pairwise "
              "cosine distance of the penultimate features (higher: more diverse). The paper "
              "column is its CIFAR-10 WRN-40-2 → WRN-16-1 figure, for the ranking only."]
-    for dataset in _CAKE_DATASETS:
+    for dataset in _BN_DATASETS:
         rows = []
         for method, (_, label) in _BN_METHODS.items():
             entry = entries[(method, dataset)]
@@ -566,7 +569,8 @@ def bn_methods_tables() -> str | None:
         base = entries[("deepinversion", dataset)]
         if base is not None and "student_kd_test_accuracy" in base["results"]["distill"]:
             distill = base["results"]["distill"]
-            rows.append(("KD on 60,000 real training images (ceiling; diversity of 5,000)",
+            rows.append(("KD on the real training images (ceiling; diversity of as many "
+                         "as the sets hold)",
                          f"{distill['student_kd_test_accuracy']:.2f} (1 seed)", "—",
                          *_diversity_cells(distill.get("diversity_real")), "—",
                          _fmt(base["results"]["teacher_test_accuracy"]),
@@ -597,7 +601,7 @@ def bn_methods_tables() -> str | None:
                          "(Adam 0.1, clipped).\n\n" + report.markdown_table(
                              ["variant", "student", "difference", "FID shallow", "FID middle",
                               "FID final", "diversity", "paper", "command"], ablation))
-    for dataset in _CAKE_DATASETS:
+    for dataset in _BN_DATASETS:
         sets = {_BN_METHODS[method][1].split(" (")[0]: _recorded_transfer_set(f"{method}_{dataset}")
                 for method in _BN_METHODS}
         sets = {name: transfer_set for name, transfer_set in sets.items() if transfer_set}

@@ -85,13 +85,14 @@ def test_without_the_generator_the_pixels_reach_the_classes(mnist_bn_teacher, tm
 @pytest.mark.parametrize("spec", ["cmi.py:mnist", "cmi.py:fashion_mnist_no_contrastive",
                                   "cmi.py:mnist_no_adv", "cmi.py:mnist_no_generator",
                                   "bn_impressions.py:mnist", "bn_impressions.py:fashion_mnist",
-                                  "deepinversion.py:mnist_adi"])
+                                  "deepinversion.py:mnist_adi", "cmi.py:cifar10",
+                                  "bn_impressions.py:cifar10", "deepinversion.py:cifar10_adi"])
 def test_the_comparison_configs_are_valid_and_share_one_budget(spec, smoke_config_of):
     from jaxinv import pipeline
 
     config = smoke_config_of(spec)
     pipeline.check_config(config)
-    reference = smoke_config_of("deepinversion.py:mnist")
+    reference = smoke_config_of(f"deepinversion.py:{config.dataset}")
     assert config.synthesis.num_per_class == reference.synthesis.num_per_class
     assert config.distill.to_dict() | {"references": ()} == (
         reference.distill.to_dict() | {"references": ()})

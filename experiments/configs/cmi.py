@@ -2,6 +2,7 @@
 
   jaxinv run cmi.py:mnist --workdir runs/cmi_mnist
   jaxinv run cmi.py:fashion_mnist --workdir runs/cmi_fashion_mnist
+  jaxinv run cmi.py:cifar10 --workdir runs/cmi_cifar10
   # Table 2's module cut-offs: without the contrastive loss, the decision-adversarial loss, or
   # the generator (pixels optimised directly as deepinversion.py does, Adam 0.1)
   jaxinv run cmi.py:mnist_no_contrastive --workdir runs/cmi_mnist_no_contrastive
@@ -28,8 +29,8 @@ _ABLATIONS = {"": {}, "_no_contrastive": {"contrastive": 0.0}, "_no_adv": {"adv"
 
 
 def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
-    """`arg`: mnist, fashion_mnist or smoke, optionally with _no_contrastive, _no_adv or
-    _no_generator (Table 2's module cut-offs)."""
+    """`arg`: mnist, fashion_mnist, cifar10 or smoke, optionally with _no_contrastive, _no_adv
+    or _no_generator (Table 2's module cut-offs)."""
     ablation = next((suffix for suffix in _ABLATIONS if suffix and arg.endswith(suffix)), "")
     arg = arg.removesuffix(ablation)
     config = load_sibling(__file__, "deepinversion.py", arg)
@@ -41,7 +42,8 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
         generator_width=32 if smoke else 64, learning_rate=1e-2 if smoke else 1e-3,
         weights={"bn": 1.0, "cls": 1.0, "adv": 0.5, "contrastive": 0.8}, temperature=0.1,
         bank_size=40 if smoke else 5000, num_negatives=16 if smoke else 1024,
-        head_dim=32 if smoke else 256, flip=False, student="bn_cnn_half",
+        head_dim=32 if smoke else 256, flip=config.synthesis.flip,
+        student=config.distill.student,
         student_steps=3 if smoke else 40, student_learning_rate=1e-3,
         generator=ablation != "_no_generator", pixel_learning_rate=0.1,
         checkpoint_every=2 if smoke else 5, seed=0))
