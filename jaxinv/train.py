@@ -266,7 +266,9 @@ def _check_fit_sizes(config: ml_collections.ConfigDict, num_examples: int | None
 def fit(init_fn: Callable[[jax.Array], dict[str, ModelState]], step_fn: StepFn,
         arrays: Mapping[str, np.ndarray], *, config: ml_collections.ConfigDict, workdir: str,
         context: Any = None, desc: str = "train",
-        step_callback: Callable[[int, dict], None] | None = None) -> TrainState:
+        step_callback: Callable[[int, dict], None] | None = None,
+        evaluate_fn: Callable[[dict[str, ModelState]], dict] | None = None,
+        evaluate_every: int = 0) -> TrainState:
     """Runs (or resumes) `config.num_steps` steps of `step_fn` over batches of `arrays`.
 
     Args:
@@ -282,6 +284,9 @@ def fit(init_fn: Callable[[jax.Array], dict[str, ModelState]], step_fn: StepFn,
       context: read-only pytree passed to every step (e.g. the teacher's variables).
       desc: the stage's name on the progress bar.
       step_callback: called as `(step, measurements)` after every step (hooks and tests).
+      evaluate_fn, evaluate_every: `models -> {name: number}` called every `evaluate_every`
+        steps and after the last; its figures go to metrics.jsonl as {"step", "evaluation"}
+        (a resumed run appends the evaluations after its checkpoint again, with equal values).
 
     Returns:
       The final state.
@@ -290,6 +295,9 @@ def fit(init_fn: Callable[[jax.Array], dict[str, ModelState]], step_fn: StepFn,
       ValueError: `config` cannot run on `arrays` (checked before `workdir` is created).
     """
     _check_fit_sizes(config, min((len(v) for v in jax.tree.leaves(arrays)), default=None))
+    if evaluate_fn is not None and not is_count(evaluate_every):
+        raise ValueError(f"evaluate_every must be a whole number ≥ 1 of steps, got "
+                         f"{evaluate_every!r}.")
     os.makedirs(workdir, exist_ok=True)
     init_rng, run_rng = jax.random.split(jax.random.key(config.seed))
     state = jax.jit(lambda rng: TrainState(step=jnp.zeros((), jnp.int32), models=init_fn(rng)),
@@ -320,6 +328,9 @@ def fit(init_fn: Callable[[jax.Array], dict[str, ModelState]], step_fn: StepFn,
                 measurements = jax.device_get(measurements)
                 progress.set_postfix(loss=f"{measurements['loss']:.4g}")
                 report.append_metrics(workdir, done, measurements)
+            if evaluate_fn is not None and (done % evaluate_every == 0
+                                            or done == config.num_steps):
+                report.append_metrics(workdir, done, {"evaluation": evaluate_fn(state.models)})
             if done % config.checkpoint_every == 0 or done == config.num_steps:
                 ckpts.save(done, state)
             if done % _SYNC_EVERY == 0:

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxinv import data, train
+from jaxinv import data, report, train
 from jaxinv.tasks import distill as distill_lib
 
 
@@ -162,3 +162,29 @@ def test_extra_students_are_distilled_on_the_same_transfer_set(mnist_teacher, mn
     assert set(results["extra_students"]) == {"mlp"}
     assert results["extra_students"]["mlp"] > 30.0
     assert (tmp_path / "student_mlp" / "model").exists()
+
+
+def test_evaluations_during_training_are_reported_only_as_selected_on_the_test_set(
+        mnist_teacher, mnist_impressions, mnist_test, tmp_path):
+    """With evaluate_every, the student is scored every that many steps and after the last;
+    the best of those is never below the final model's and is written only under its label."""
+    _, transfer_set = mnist_impressions
+    results = distill_lib.distill_and_evaluate(
+        "lenet5_half", mnist_teacher, transfer_set.images, mnist_test,
+        config=small_config(100, evaluate_every=25), workdir=str(tmp_path),
+        teacher_logits=transfer_set.logits)
+    assert results["num_test_evaluations"] == 4  # steps 25, 50, 75 and 100
+    best = results[distill_lib.BEST_ON_TEST]
+    assert best >= results["test_accuracy"]
+    assert set(results) == {"test_accuracy", "seconds", "num_images", "num_test_evaluations",
+                            distill_lib.BEST_ON_TEST}
+    final = [r for r in report.read_metrics(str(tmp_path))
+             if "evaluation" in r and r["step"] == 100]
+    assert final[0]["evaluation"]["test_accuracy"] == pytest.approx(results["test_accuracy"])
+
+
+def test_evaluate_every_must_be_a_count_or_zero(mnist_impressions, smoke_config_of):
+    config = smoke_config_of("zskd.py:smoke")
+    config.distill.evaluate_every = -5
+    with pytest.raises(ValueError, match="distill.evaluate_every must be 0"):
+        distill_lib.check_config(config, len(mnist_impressions[1]))
