@@ -26,18 +26,12 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 import argparse
+import functools
 import tempfile
 
 import numpy as np
 
-from benchmarks.bench_synthesis import (
-    build_teacher,
-    command_line,
-    import_torch,
-    machine_info,
-    section_header,
-    timed,
-)
+from benchmarks.bench_synthesis import build_teacher, compare_with_eager_torch, timed
 from jaxinv import report
 from jaxinv.synthesis import synthesize
 from jaxinv.synthesis.cake import cake_method, row_classes
@@ -89,28 +83,13 @@ def torch_rate(args, threads: int) -> float:
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    torch = import_torch()
-    info = machine_info()
     teacher = build_teacher(None, args.seed)
-    all_threads = torch.get_num_threads()
-    best = {"jaxinv": 0.0, f"PyTorch eager, {all_threads} threads": 0.0,
-            "PyTorch eager, 1 thread": 0.0}
-    for _ in range(args.repeats):
-        best["jaxinv"] = max(best["jaxinv"], jaxinv_rate(teacher, args))
-        for threads, key in ((all_threads, f"PyTorch eager, {all_threads} threads"),
-                             (1, "PyTorch eager, 1 thread")):
-            best[key] = max(best[key], torch_rate(args, threads))
-        print({k: round(v) for k, v in best.items()}, flush=True)
-    fastest_torch = max(v for k, v in best.items() if k != "jaxinv")
-    rows = [(name, f"{rate:,.0f}") for name, rate in best.items()]
-    body = "\n".join(section_header(
-        "## CAKE synthesis speed (LeNet-5, CPU)", command_line("benchmarks/bench_cake.py", argv),
-        info) + [
+    body = compare_with_eager_torch(
+        "## CAKE synthesis speed (LeNet-5, CPU)", "benchmarks/bench_cake.py", argv,
         f"Sample sets of {args.rows} rows × {GROUP_SIZE} classes, {args.num_steps} SGD steps per "
-        f"sample; jaxinv end to end on {args.num_sets} sets. Image-steps per second, best of "
-        f"{args.repeats}:", "",
-        report.markdown_table(["implementation", "image-steps/s"], rows), "",
-        f"jaxinv / fastest PyTorch: **{best['jaxinv'] / fastest_torch:.2f}×**"])
+        f"sample; jaxinv end to end on {args.num_sets} sets.",
+        functools.partial(jaxinv_rate, teacher, args), functools.partial(torch_rate, args),
+        args.repeats)
     print(body)
     if args.write:
         report.update_markdown_section(os.path.join(REPO_ROOT, "BENCHMARKS.md"), SECTION, body)

@@ -34,14 +34,7 @@ import tempfile
 
 import numpy as np
 
-from benchmarks.bench_synthesis import (
-    build_teacher,
-    command_line,
-    import_torch,
-    machine_info,
-    section_header,
-    timed,
-)
+from benchmarks.bench_synthesis import build_teacher, compare_with_eager_torch, timed
 from jaxinv import report
 from jaxinv.synthesis import synthesize
 from jaxinv.synthesis.dfm import dfm_method, virtual_logits
@@ -93,27 +86,14 @@ def torch_rate(args, threads: int) -> float:
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    torch = import_torch()
-    info = machine_info()
     teacher = build_teacher(None, args.seed)
-    all_threads = torch.get_num_threads()
-    keys = ("jaxinv", f"PyTorch eager, {all_threads} threads", "PyTorch eager, 1 thread")
-    best = dict.fromkeys(keys, 0.0)
-    for _ in range(args.repeats):
-        best[keys[0]] = max(best[keys[0]], jaxinv_rate(teacher, args))
-        best[keys[1]] = max(best[keys[1]], torch_rate(args, all_threads))
-        best[keys[2]] = max(best[keys[2]], torch_rate(args, 1))
-        print({k: round(v) for k, v in best.items()}, flush=True)
-    fastest_torch = max(best[keys[1]], best[keys[2]])
-    body = "\n".join(section_header(
-        "## Data from Model extraction speed (LeNet-5, CPU)",
-        command_line("benchmarks/bench_dfm.py", argv), info) + [
-        f"Chunks of {args.chunk_size} images, {args.num_steps} l2-PGD steps (ε = {EPSILON:.2f}); "
-        f"jaxinv end to end on {args.num_chunks} chunks, PyTorch's bare loop on one batch of "
-        f"the chunk's size. Image-steps per second, best of {args.repeats}:", "",
-        report.markdown_table(["implementation", "image-steps/s"],
-                              [(name, f"{rate:,.0f}") for name, rate in best.items()]), "",
-        f"jaxinv / fastest PyTorch: **{best['jaxinv'] / fastest_torch:.2f}×**"])
+    body = compare_with_eager_torch(
+        "## Data from Model extraction speed (LeNet-5, CPU)", "benchmarks/bench_dfm.py", argv,
+        f"Chunks of {args.chunk_size} images, {args.num_steps} l2-PGD steps (ε = "
+        f"{EPSILON:.2f}); jaxinv end to end on {args.num_chunks} chunks, PyTorch's bare loop "
+        "on one batch of the chunk's size.",
+        functools.partial(jaxinv_rate, teacher, args), functools.partial(torch_rate, args),
+        args.repeats)
     print(body)
     if args.write:
         report.update_markdown_section(os.path.join(REPO_ROOT, "BENCHMARKS.md"), SECTION, body)

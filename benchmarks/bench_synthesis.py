@@ -56,6 +56,7 @@ if REPO_ROOT not in sys.path:
 
 import argparse
 import datetime
+import functools
 import platform
 import shlex
 import tempfile
@@ -184,6 +185,30 @@ def section_header(title: str, command: str, info: dict[str, str]) -> list[str]:
     """The opening lines of a BENCHMARKS.md speed section: title, date, command, machine."""
     return [title, "", f"Date: {datetime.date.today().isoformat()}", "",
             f"Command: `{command}`", "", "Machine:", "", machine_markdown(info), ""]
+
+
+def compare_with_eager_torch(title: str, script: str, argv: Sequence[str], description: str,
+                             jaxinv_rate: Callable[[], float],
+                             torch_rate: Callable[[int], float], repeats: int) -> str:
+    """A speed section: jaxinv's rate against eager PyTorch's with all its threads and with
+    one (`torch_rate(threads)`), interleaved `repeats` times, the best of each kept; rates in
+    image-steps per second, the ratio to the faster PyTorch setting in bold."""
+    torch = import_torch()
+    threads = torch.get_num_threads()
+    sides = {"jaxinv": jaxinv_rate,
+             f"PyTorch eager, {threads} threads": functools.partial(torch_rate, threads),
+             "PyTorch eager, 1 thread": functools.partial(torch_rate, 1)}
+    best = dict.fromkeys(sides, 0.0)
+    for _ in range(repeats):
+        for name, rate in sides.items():
+            best[name] = max(best[name], rate())
+        print({name: round(rate) for name, rate in best.items()}, flush=True)
+    fastest_torch = max(rate for name, rate in best.items() if name != "jaxinv")
+    return "\n".join(section_header(title, command_line(script, argv), machine_info()) + [
+        f"{description} Image-steps per second, best of {repeats}:", "",
+        report.markdown_table(["implementation", "image-steps/s"],
+                              [(name, f"{rate:,.0f}") for name, rate in best.items()]), "",
+        f"jaxinv / fastest PyTorch: **{best['jaxinv'] / fastest_torch:.2f}×**"])
 
 
 def timed(fn: Callable[[], object]) -> float:
