@@ -602,8 +602,8 @@ def bn_methods_tables() -> str | None:
                              ["variant", "student", "difference", "FID shallow", "FID middle",
                               "FID final", "diversity", "paper", "command"], ablation))
     for dataset in _BN_DATASETS:
-        sets = {_BN_METHODS[method][1].split(" (")[0]: _recorded_transfer_set(f"{method}_{dataset}")
-                for method in _BN_METHODS}
+        sets = {label.split(" (")[0]: _recorded_transfer_set(f"{method}_{dataset}")
+                for method, (_, label) in _BN_METHODS.items()}
         sets = {name: transfer_set for name, transfer_set in sets.items() if transfer_set}
         if len(sets) > 1:
             from jaxinv import data
@@ -611,7 +611,7 @@ def bn_methods_tables() -> str | None:
             figure = os.path.join("benchmarks", "figures", f"bn_methods_samples_{dataset}.png")
             figures_lib.samples_by_method(sets, list(data.class_names(dataset)),
                                           os.path.join(REPO, figure))
-            parts.append(f"Samples of each method from the same {dataset} BN CNN, titled with "
+            parts.append(f"Samples of each method from the same {dataset} BN teacher, titled with "
                          f"the teacher's top class.\n\n![samples by method]({figure})")
     return "\n\n".join(parts)
 
