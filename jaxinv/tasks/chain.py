@@ -32,7 +32,7 @@ import time
 import ml_collections
 import numpy as np
 
-from jaxinv import attacks, data, figures, parallel, report, synthesis, tasks
+from jaxinv import attacks, data, figures, parallel, report, synthesis, tasks, train
 from jaxinv.tasks import distill
 from jaxinv.tasks.robustness import attacked_predictions
 from jaxinv.teacher import Teacher, load_teacher
@@ -69,8 +69,7 @@ def score(model: Teacher, test: data.Dataset, block: ml_collections.ConfigDict) 
     images, labels = test.images, test.labels
     if block.test_limit is not None:
         images, labels = images[:block.test_limit], labels[:block.test_limit]
-    logits = np.concatenate([np.asarray(model.logits(images[i:i + 1000]))
-                             for i in range(0, len(images), 1000)])
+    logits = train.predict_logits(model.model, model.variables, images)
     curve = {}
     for eps in block.eps:
         attack = attacks.attack_config("pgd", eps, norm="l2", num_steps=block.attack_steps)
