@@ -113,6 +113,7 @@ _FILE_SPECS["svhn_gray"] = _FileSpec(**_SVHN, grayscale=True)
 _LUMA = np.array([0.2989, 0.5870, 0.1140], np.float32)
 
 _SUBSAMPLE_STREAM = 1  # keeps subsample's draws apart from the batch permutations of a seed
+_EVALUATION_STREAM = 2  # the fixed shuffle of evaluation_subset
 
 _DIGITS_SIZE = 8
 _DIGITS_MAX_VALUE = 16.0  # load_digits stores integer intensities 0..16
@@ -240,6 +241,22 @@ def subsample(dataset: Dataset, num_examples: int, seed: int) -> Dataset:
     return dataclasses.replace(dataset, images=dataset.images[keep], labels=dataset.labels[keep],
                                note="; ".join(filter(None, [dataset.note, (
                                    f"{num_examples} examples sampled with seed {seed}")])))
+
+
+def evaluation_subset(dataset: Dataset, limit: int | None) -> Dataset:
+    """The first `limit` examples of a fixed shuffle of `dataset` (None, or ≥ its size: all).
+
+    Test files may be sorted by class (the CIFAR-10 one is), so their first N images would be
+    one class; a fixed shuffle keeps every class, and the subsets are nested: a smaller limit
+    takes a prefix of a larger one's.
+    """
+    total = len(dataset.labels)
+    if limit is None or limit >= total:
+        return dataset
+    keep = np.random.default_rng(_EVALUATION_STREAM).permutation(total)[:limit]
+    return dataclasses.replace(dataset, images=dataset.images[keep], labels=dataset.labels[keep],
+                               note="; ".join(filter(None, [dataset.note, (
+                                   f"{limit} examples of a fixed shuffle")])))
 
 
 def check_classes(classes, num_classes: int, what: str = "classes") -> tuple[int, ...]:

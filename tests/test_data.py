@@ -309,6 +309,16 @@ def test_subsample_is_seeded_without_replacement_and_checked(real_data):
         data.subsample(usps, 8000, 0)
 
 
+def test_evaluation_subset_of_the_class_sorted_cifar10_test_file_holds_every_class(real_data):
+    test = data.load_dataset("cifar10", "test")
+    assert (test.labels[:200] == 0).all()  # why a prefix will not do
+    small, large = data.evaluation_subset(test, 200), data.evaluation_subset(test, 2000)
+    assert len(small.labels) == 200 and np.bincount(small.labels).min() >= 8
+    np.testing.assert_array_equal(small.images, large.images[:200])  # nested
+    assert data.evaluation_subset(test, None) is test
+    assert data.evaluation_subset(test, 10 ** 6) is test
+
+
 def test_streams_are_batched_each_on_its_own_and_resume_exactly():
     streams = {"source": {"x": np.arange(80)}, "target": {"x": np.arange(100, 156)}}
     run = list(data.iterate_streams(streams, 16, seed=3, num_steps=8))

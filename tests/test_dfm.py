@@ -91,6 +91,19 @@ def test_configs_are_valid_and_hold_the_papers_setting(arg):
     assert len(config.paper["chain"]) == 6
 
 
+@pytest.mark.parametrize("arg", ["vgg8", "vgg8_robust", "vgg8_smoke"])
+def test_cifar10_configs_are_valid_and_name_their_backgrounds(arg):
+    config = experiment_configs.load_config(f"dfm_cifar10.py:{arg}")
+    pipeline.check_config(config)
+    smoke = arg.endswith("smoke")
+    assert config.synthesis.background == ("cifar10" if smoke else "cifar100")
+    assert config.synthesis.background_split == ("test" if smoke else "train")
+    assert config.teacher.model == config.distill.student == "vgg8"
+    assert config.synthesis.num_examples == (64 if smoke else 500000)
+    assert (config.teacher.get("adversarial", {}).get("norm") == "l2") == ("robust" in arg)
+    assert len(config.paper["chain"]) == 6
+
+
 class _Interrupt(Exception):
     pass
 

@@ -15,7 +15,7 @@ the spread a seed alone makes; the chain goes on from the first. `figures/chain.
 real test images and the first images of every D_i, one row each, as the paper's Fig. 2.
 
 Config (`chain` block): `length` L ≥ 1, `eps` (l2 radii, on the model's input scale),
-`attack_steps`, `test_limit` (None: the whole test set; else its first N images),
+`attack_steps`, `test_limit` (None: the whole test set; else N images, data.evaluation_subset's),
 `batch_size` (of the attack), `seed` (of the attacks' random starts). The models are trained
 with the `distill` block's settings and `distill.student` as their architecture.
 
@@ -66,9 +66,8 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
 
 def score(model: Teacher, test: data.Dataset, block: ml_collections.ConfigDict) -> dict:
     """{"test_accuracy", "pgd_accuracy": {ε: %}} of `model` on `test` (clean, then l2-PGD)."""
+    test = data.evaluation_subset(test, block.test_limit)
     images, labels = test.images, test.labels
-    if block.test_limit is not None:
-        images, labels = images[:block.test_limit], labels[:block.test_limit]
     logits = train.predict_logits(model.model, model.variables, images)
     curve = {}
     for eps in block.eps:

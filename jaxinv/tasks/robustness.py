@@ -3,14 +3,14 @@
 The task distils `distill.num_seeds` students as the `distill` task does (its `distill`
 block), then attacks the teacher and every student on the real test set: natural accuracy,
 and accuracy and fooling rate under each attack of the `robustness` block, plus PGD accuracy
-against ε on the first `eps_curve_limit` test images. With a PGD-trained teacher
+against ε on `eps_curve_limit` test images (data.evaluation_subset). With a PGD-trained teacher
 (`adversarial` block of its training config) this is Table 4 of Data Impressions.
 
 `robustness` block:
   norm, eps: the threat model ("linf" or "l2") and its radius (the paper does not state ε;
     the community's standard is l∞ 0.3 for MNIST, 0.1 for Fashion-MNIST, 8/255 for CIFAR-10).
   attacks: names from `jaxinv.attacks.ATTACK_NAMES`, each with its standard settings.
-  test_limit: attack the first n test images (None: all).
+  test_limit: attack n test images, a fixed shuffle's first (None: all).
   batch_size: images per compiled attack call (divisible by the devices).
   seed: of the random starts.
   eps_curve: radii of the PGD curve (empty: no curve); eps_curve_limit: its test images.
@@ -150,7 +150,9 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
     distilled = distill.run(config, teacher, transfer_set, workdir)
     block = config.robustness
     test = data.load_dataset(config.dataset, "test", image_size=config.get("image_size"))
-    images, labels = test.images[:block.test_limit], test.labels[:block.test_limit]
+    attacked = data.evaluation_subset(test, block.test_limit)
+    images, labels = attacked.images, attacked.labels
+    curve_set = data.evaluation_subset(test, min(block.eps_curve_limit, len(labels)))
     attack_configs = {name: attacks.attack_config(name, block.eps, norm=block.norm)
                       for name in block.attacks}
     seeds = range(config.distill.seed, config.distill.seed + config.distill.num_seeds)
@@ -162,12 +164,10 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
     for name, (module, variables) in evaluated.items():
         path = os.path.join(workdir, f"attacks_{name}.json")
         if not os.path.exists(path):
-            curve_images, curve_labels = (images[:block.eps_curve_limit],
-                                          labels[:block.eps_curve_limit])
             entry = evaluate_robustness(module, variables, images, labels, attack_configs,
                                         batch_size=block.batch_size, seed=block.seed)
             entry["pgd_eps_curve"] = pgd_accuracy_curve(
-                module, variables, curve_images, curve_labels, block.eps_curve, block.norm,
+                module, variables, curve_set.images, curve_set.labels, block.eps_curve, block.norm,
                 batch_size=block.batch_size, seed=block.seed)
             report.write_json(path, entry)
         figures_of[name] = report.read_json(path)
@@ -175,8 +175,7 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
     results = {
         "norm": block.norm, "eps": block.eps, "num_test_images": int(len(images)),
         "attacks": {name: vars(c) for name, c in attack_configs.items()},
-        "eps_curve": list(block.eps_curve), "eps_curve_images": int(min(block.eps_curve_limit,
-                                                                        len(images))),
+        "eps_curve": list(block.eps_curve), "eps_curve_images": int(len(curve_set.labels)),
         "teacher": figures_of["teacher"],
         "students": {"seeds": list(seeds), "per_seed": students,
                      "summary": _mean_and_spread(students)},

@@ -180,7 +180,8 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
         raise ValueError("The TransferSet is empty; synthesise at least one batch of images.")
     transfer_set.check_image_shape(teacher.image_shape, "the teacher")
     test = data.load_dataset(config.dataset, "test", image_size=config.get("image_size"))
-    images, labels = test.images[:block.test_limit], test.labels[:block.test_limit]
+    test = data.evaluation_subset(test, block.test_limit)
+    images, labels = test.images, test.labels
     seeds = list(range(block.seed, block.seed + block.num_seeds))
     eval_seed = block.seed + 10_000  # the latents every generator is scored on
     results = {"eps_values": list(block.eps_values), "seeds": seeds,
