@@ -196,6 +196,15 @@ def method_cases(teacher, bn_teacher):
     method, inputs, metadata = deepinversion.build(bn_teacher, config)
     cases["adaptive_deepinversion"] = (method, inputs, metadata,
                                        dict(seed=config.seed, checkpoint_every=2), bn_teacher)
+    # The released ZSKD procedure: chains of warm-started batches, a stateful method.
+    from jaxinv.synthesis import impressions
+
+    config = impressions.smoke_config()
+    config.update(dict(procedure="released", batch_size=4, num_per_class=8, num_steps=6,
+                       schedule="constant", init_resolution=None))
+    method, inputs, metadata = impressions.build(teacher, config)
+    cases["released_impressions"] = (method, inputs, metadata,
+                                     dict(seed=config.seed, checkpoint_every=1), teacher)
     classes = np.arange(NUM_EXAMPLES) % 10
     one_hot = {"targets": np.eye(10, dtype=np.float32)[classes]}
     cases["test_generator"] = (generator_method(teacher), one_hot, {"class": classes},

@@ -183,12 +183,16 @@ def dirichlet_targets(
       Nayak et al., "Mining Data Impressions from Deep Models", TPAMI 2021, §3.2, Algorithm 1.
     """
     betas = check_betas(betas, num_per_class)
-    num_betas = len(betas)
-    per_beta = num_per_class // num_betas
-
     # (K, B, K): one concentration vector per (class, β) pair.
     alpha = jnp.stack([concentration(similarity, b, floor=floor) for b in betas], axis=1)
-    num_classes = alpha.shape[0]
+    return _sample_targets(rng, alpha, betas, num_per_class)
+
+
+def _sample_targets(rng: jax.Array, alpha: jax.Array, betas: tuple[float, ...],
+                    num_per_class: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Targets, classes and βs (class-major, then β, then sample) from alpha (K, B, K)."""
+    num_classes, num_betas = alpha.shape[:2]
+    per_beta = num_per_class // num_betas
     samples = jax.random.dirichlet(rng, alpha[:, :, None, :],
                                    shape=(num_classes, num_betas, per_beta))
     targets = _sanitize_samples(samples, alpha[:, :, None, :]).reshape(-1, num_classes)
@@ -196,6 +200,39 @@ def dirichlet_targets(
     betas_per_example = jnp.tile(jnp.repeat(jnp.asarray(betas, jnp.float32), per_beta),
                                  num_classes)
     return targets.astype(jnp.float32), classes, betas_per_example
+
+
+# The offset the released ZSKD code adds to every concentration entry.
+RELEASED_OFFSET = 1e-4
+
+
+def released_concentration(similarity: jax.Array, beta: float) -> jax.Array:
+    """The released ZSKD code's concentrations: each row of β·C re-normalised to [0, 1], + 1e-4.
+
+    The code scales the similarity by β and then min-max normalises every row again, so β
+    cancels: its "β mixture" is β = 1 in effect, with 1e-4 in place of the paper-faithful floor.
+
+    Args:
+      similarity: (K, K) class similarity (`class_similarity`), entries ≥ 0.
+      beta: the nominal β > 0; it does not change the result.
+
+    Returns:
+      (K, K) float32, rows in [1e-4, 1 + 1e-4].
+
+    References:
+      github.com/vcl-iisc/ZSKD, di_generation/dirichmat.py (generateDirch).
+    """
+    if not (math.isfinite(beta) and beta > 0):
+        raise ValueError(f"β must be > 0; got {beta}")
+    return _min_max_rows(beta * jnp.asarray(similarity, jnp.float32)) + RELEASED_OFFSET
+
+
+def released_dirichlet_targets(rng: jax.Array, similarity: jax.Array, betas: Sequence[float],
+                               num_per_class: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """`dirichlet_targets` with `released_concentration`: same layout, β nominal only."""
+    betas = check_betas(betas, num_per_class)
+    alpha = jnp.stack([released_concentration(similarity, b) for b in betas], axis=1)
+    return _sample_targets(rng, alpha, betas, num_per_class)
 
 
 def one_hot_targets(num_classes: int, num_per_class: int
