@@ -12,6 +12,9 @@ several stages, the student's CAM for a class should equal the teacher's (mSARC,
   averaged over positions (Selvaraju et al.'s α; the supplement gives only ∂y^c/∂f_p, the
   authors' code averages it over space). The weights are constants: gradients flow to the
   feature map, not through the weights (the authors' code takes them from a backward hook).
+  :func:`grad_cam` re-runs the rest of the network from the stage (a `head_fn`);
+  :func:`grad_cam_from_gradient` takes the gradient instead, for all stages from one backward
+  pass through a model that marks its stages with flax's `self.perturb`.
 
 The supplement names no ReLU and no normalisation of the CAMs for the loss, and the authors'
 code applies none: the CAMs here are the raw weighted sums, signed and unscaled. Table C's
@@ -118,6 +121,30 @@ def grad_cam(feature_map: jax.Array, head_fn: Callable[[jax.Array], jax.Array],
       Selvaraju et al., ICCV 2017, eq. 2 (without its ReLU); Yu et al., CVPR 2023, eq. A3.
     """
     weights = grad_cam_weights(feature_map, head_fn, classes)
+    return jnp.einsum("nhwd,nd->nhw", feature_map, weights)
+
+
+def grad_cam_from_gradient(feature_map: jax.Array, gradient: jax.Array) -> jax.Array:
+    """The Grad-CAM of a stage from a gradient already taken: Σ_p mean(∂y^c/∂f_p) f_p.
+
+    For gradients of every stage from one backward pass, as the authors' hooks take them: a
+    model that marks its stage outputs with `x = self.perturb(name, x)` gives ∂y/∂f of each as
+    the gradient of Σ_n y_n^{c_n} with respect to its zero "perturbations" (flax's
+    `Module.perturb`), with no `head_fn` re-running the network from each stage.
+
+    Args:
+      feature_map: (N, h, w, D), a stage's output.
+      gradient: (N, h, w, D), the gradient of each example's class score with respect to it;
+        held constant.
+
+    Returns:
+      (N, h, w) CAMs, equal to :func:`grad_cam` of the same stage and classes.
+
+    References:
+      Selvaraju et al., ICCV 2017, eqs. 1–2 (without the ReLU); Yu et al., CVPR 2023, eq. A3.
+    """
+    spatial = tuple(range(1, feature_map.ndim - 1))
+    weights = jax.lax.stop_gradient(gradient.mean(axis=spatial))
     return jnp.einsum("nhwd,nd->nhw", feature_map, weights)
 
 

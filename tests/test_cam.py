@@ -82,6 +82,39 @@ def test_grad_cam_weights_are_held_constant(parts):
     np.testing.assert_allclose(jitted, cam.grad_cam(features, head, classes), rtol=1e-5)
 
 
+class TwoStages(nn.Module):
+    """conv-ReLU (stage 1), conv-ReLU (stage 2), pooling, Dense; `tail` runs stage 2 on."""
+
+    def setup(self):
+        self.conv1, self.conv2 = nn.Conv(4, (3, 3)), nn.Conv(5, (3, 3), strides=2)
+        self.head = nn.Dense(K)
+
+    def tail(self, stage1):
+        return self.head(nn.relu(self.conv2(stage1)).mean(axis=(1, 2)))
+
+    def __call__(self, images):
+        stage1 = self.perturb("stage1", nn.relu(self.conv1(images)))
+        self.sow("intermediates", "stage1", stage1)
+        return self.tail(stage1)
+
+
+def test_grad_cam_from_the_gradient_of_a_perturbed_stage_equals_grad_cam_of_its_tail():
+    model, images = TwoStages(), jax.random.uniform(jax.random.key(0), (N, 8, 8, 3))
+    variables = model.init(jax.random.key(1), images)  # params and zero "perturbations"
+    classes = jnp.array([1, 4, 0])
+
+    def class_score(perturbations):
+        logits, state = model.apply({**variables, "perturbations": perturbations}, images,
+                                    mutable=["intermediates"])
+        score = jnp.sum(logits * jax.nn.one_hot(classes, K))
+        return score, state["intermediates"]["stage1"][0]
+
+    gradient, stage1 = jax.grad(class_score, has_aux=True)(variables["perturbations"])
+    tail = lambda f: model.apply(variables, f, method=TwoStages.tail)
+    np.testing.assert_allclose(cam.grad_cam_from_gradient(stage1, gradient["stage1"]),
+                               cam.grad_cam(stage1, tail, classes), rtol=1e-4, atol=1e-6)
+
+
 def test_msarc_is_zero_for_identical_cams_and_the_sum_of_stage_mses_otherwise():
     rng = np.random.default_rng(1)
     teacher = [jnp.asarray(rng.normal(size=s), jnp.float32)
