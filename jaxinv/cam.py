@@ -20,12 +20,13 @@ The supplement names no ReLU and no normalisation of the CAMs for the loss, and 
 code applies none: the CAMs here are the raw weighted sums, signed and unscaled. Table C's
 metric, :func:`cam_difference`, resizes and rescales them to [0, 255] as the supplement says.
 
-Which stages (supplement §A.1, Table A, and the authors' networks): ResNet, Grad-CAMs of its
-stages 1–3 and the CAM (eq. A2) of stage 4; WRN, Grad-CAMs of its three stages and the CAM of
-the BN-ReLU after them; VGG, Grad-CAMs of its stages 1–4 (after their ReLU, before the
-max-pool) and, in the authors' code, the CAM of its fifth stage. That code computes every
-Grad-CAM, the student's too, for the teacher's argmax class, and the last stage's CAM for
-every class (all K maps in one MSE).
+Which stages (supplement §A.1, Table A): the maps a model marks with
+:func:`jaxinv.models.stages.mark_stage`, Grad-CAMs of all but the last and the CAM (eq. A2)
+of the last. ResNet: stages 1–3 and stage 4; WRN: its three stages and the BN-ReLU after them
+(L5); VGG: its four stages of distinct sizes (on CIFAR its fourth and fifth stage share 4x4,
+and the fifth is the one pooled); the BN CNN: its four convolutions. The authors' code
+computes every Grad-CAM, the student's too, for the teacher's argmax class, and the last
+stage's CAM for every class (all K maps in one MSE); :func:`stage_cams` does the same.
 
 References:
   Yu et al., "Data-Free Knowledge Distillation via Feature Exchange and Activation Region
@@ -41,6 +42,8 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+
+from jaxinv.models.stages import STAGES
 
 
 def head_cam(feature_map: jax.Array, head_kernel: jax.Array,
@@ -146,6 +149,56 @@ def grad_cam_from_gradient(feature_map: jax.Array, gradient: jax.Array) -> jax.A
     spatial = tuple(range(1, feature_map.ndim - 1))
     weights = jax.lax.stop_gradient(gradient.mean(axis=spatial))
     return jnp.einsum("nhwd,nd->nhw", feature_map, weights)
+
+
+def stage_cams(apply: Callable, variables: dict, images: jax.Array, *,
+               classes: jax.Array | None = None, train: bool = False
+               ) -> tuple[jax.Array, list[jax.Array], dict]:
+    """The logits and every marked stage's CAM of a model, from one forward and one backward.
+
+    Args:
+      apply: `(variables, images, *, train, mutable) -> (logits, state)` of a model that marks
+        its stages (:func:`jaxinv.models.apply_fn` of one) and has a dense layer `head`.
+      variables: its {"params", "batch_stats"}.
+      images: (N, H, W, C).
+      classes: (N,) the class of each example's Grad-CAMs (the teacher's argmax, passed to
+        the student's); None takes this model's own argmax.
+      train: batch statistics, updated in the returned state (the student's step).
+
+    Returns:
+      logits (N, K); CAMs: Grad-CAMs (N, h_s, w_s) of every stage but the last, then the last
+      stage's CAMs of every class (N, h, w, K) with the head's kernel held constant (the
+      supplement copies it into a 1x1 convolution); and the apply's mutable state
+      (intermediates, and batch_stats when `train`). Everything but the Grad-CAM weights and
+      the head kernel is differentiable with respect to `variables["params"]`.
+
+    Raises:
+      ValueError: the model marks fewer than two stages.
+    """
+    mutable = ["intermediates", "batch_stats"] if train else ["intermediates"]
+    shapes = jax.eval_shape(lambda v: apply(v, images, train=train,
+                                            mutable=[*mutable, "perturbations"])[1],
+                            variables).get("perturbations", {})
+    if len(shapes) < 2:
+        raise ValueError("mSARC compares the CAMs of at least two stages, but the model marks "
+                         f"{len(shapes)}; mark its stage outputs with "
+                         "jaxinv.models.stages.mark_stage (ResNet, WRN, VGG and the BN CNN do).")
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def score(perturbations):
+        logits, state = apply({**variables, "perturbations": perturbations}, images,
+                              train=train, mutable=mutable)
+        chosen = jnp.argmax(logits, -1) if classes is None else classes
+        picked = jnp.take_along_axis(logits, jax.lax.stop_gradient(chosen)[:, None], axis=-1)
+        return picked.sum(), (logits, state)
+
+    gradients, (logits, state) = jax.grad(score, has_aux=True)(zeros)
+    maps = state["intermediates"][STAGES]
+    cams = [grad_cam_from_gradient(maps[index], gradients[f"stage{index + 1}"])
+            for index in range(len(maps) - 1)]
+    kernel = jax.lax.stop_gradient(variables["params"]["head"]["kernel"])
+    cams.append(head_cam(maps[-1], kernel, None))
+    return logits, cams, state
 
 
 def _resize_maps(cams: jax.Array, size: tuple[int, int]) -> jax.Array:

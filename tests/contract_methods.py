@@ -4,7 +4,7 @@ The test-only methods prove the contract's two general capabilities with nothing
 `generator_method` optimises a generator's weights and latent codes instead of pixels;
 `bank_method` carries a memory bank across rounds, re-initialises its generator at every round
 and distils a student between rounds, as CMI does. `run_all(workdir)` runs each on a small
-random teacher (one with BatchNorm for the methods that match BN statistics); this file is
+random teacher (a BN CNN for the methods that match BN statistics); this file is
 also run as a script in a subprocess with 1 or 8 devices.
 """
 
@@ -30,17 +30,6 @@ class _Generator(nn.Module):
     def __call__(self, latents):
         x = nn.relu(nn.Dense(32)(latents))
         return nn.sigmoid(nn.Dense(int(np.prod(IMAGE_SHAPE)))(x)).reshape(-1, *IMAGE_SHAPE)
-
-
-class _BNTeacher(nn.Module):
-    """conv 3x3 -> BatchNorm -> ReLU -> dense `head`: a teacher for methods that match BN
-    statistics."""
-
-    @nn.compact
-    def __call__(self, images, train: bool = False):
-        x = nn.Conv(16, (3, 3))(images)
-        x = nn.relu(nn.BatchNorm(use_running_average=not train)(x))
-        return nn.Dense(10, name="head")(x.reshape(*x.shape[:-3], -1))
 
 
 class _Student(nn.Module):
@@ -157,11 +146,12 @@ def random_teacher(seed: int = 0):
 
 
 def random_bn_teacher():
-    """:class:`_BNTeacher` with flax's initialisation (running statistics 0 and 1)."""
+    """bn_cnn_half with flax's initialisation (running statistics 0 and 1): BatchNorm layers
+    for the methods that match their statistics, marked stages for SpaceshipNet's mSARC."""
     from jaxinv import models
     from jaxinv.teacher import from_module
 
-    model = _BNTeacher()
+    model = models.get_model("bn_cnn_half")
     return from_module(model, models.init_variables(model, jax.random.key(0), IMAGE_SHAPE),
                        IMAGE_SHAPE)
 

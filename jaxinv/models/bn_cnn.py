@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 
 from jaxinv.models.resnet import batch_norm, conv3x3
+from jaxinv.models.stages import mark_stage
 
 
 class BNCNN(nn.Module):
@@ -33,7 +34,7 @@ class BNCNN(nn.Module):
         x = images
         for i, (width, stride) in enumerate(zip(self.widths, (1, 2, 2, 1), strict=True)):
             x = conv3x3(width, stride, name=f"conv{i + 1}")(x)
-            x = nn.relu(batch_norm(train, f"bn{i + 1}")(x))
+            x = mark_stage(self, i + 1, nn.relu(batch_norm(train, f"bn{i + 1}")(x)))
         x = x.mean(axis=(-3, -2))
         self.sow("intermediates", "features", x)
         return nn.Dense(self.num_classes, name="head")(x)

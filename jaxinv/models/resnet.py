@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxinv.models.stages import mark_stage
+
 # Per-channel statistics of the CIFAR-10 training set, as used by the CRD and CMI code bases,
 # whose pretrained teachers the CMI and SpaceshipNet experiments start from.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -141,6 +143,7 @@ class CifarResNet(nn.Module):
                 strides = 2 if stage > 1 and block == 1 else 1
                 name = f"stage{stage}_block{block}"
                 x = BasicBlock(features, strides, name=name)(x, train)
+            x = mark_stage(self, stage, x)
         x = x.mean(axis=(-3, -2))
         self.sow("intermediates", "features", x)
         return nn.Dense(self.num_classes, name="head")(x)

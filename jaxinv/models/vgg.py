@@ -12,6 +12,7 @@ import jax
 
 from jaxinv.models.lenet import max_pool_2x2
 from jaxinv.models.resnet import CIFAR10_MEAN, CIFAR10_STD, batch_norm, standardize
+from jaxinv.models.stages import mark_stage
 
 # Channels of each 3x3 convolution, stage by stage; VGG-8 is CRD's configuration "S", the others
 # are Simonyan and Zisserman's configurations A, D and E.
@@ -66,6 +67,9 @@ class CifarVGG(nn.Module):
             for layer, features in enumerate(stage_features, start=1):
                 x = nn.Conv(features, (3, 3), padding=1, name=f"stage{stage}_conv{layer}")(x)
                 x = nn.relu(batch_norm(train, f"stage{stage}_bn{layer}")(x))
+            # The four stages of distinct sizes (the fourth runs at the fifth's size).
+            if stage < 4 or stage == last_stage:
+                x = mark_stage(self, min(stage, 4), x)
             if stage < last_stage - 1:
                 x = max_pool_2x2(x)
         x = x.mean(axis=(-3, -2))

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 
 from jaxinv.models.resnet import CIFAR10_MEAN, CIFAR10_STD, batch_norm, conv3x3, standardize
+from jaxinv.models.stages import mark_stage
 
 
 class WideBasicBlock(nn.Module):
@@ -95,7 +96,9 @@ class WideResNet(nn.Module):
                 strides = 2 if stage > 1 and block == 1 else 1
                 name = f"stage{stage}_block{block}"
                 x = WideBasicBlock(width * self.widen_factor, strides, name=name)(x, train)
-        x = nn.relu(batch_norm(train, "final_bn")(x))
+            x = mark_stage(self, stage, x)
+        # Table A's L5, the map the pooling reads.
+        x = mark_stage(self, 4, nn.relu(batch_norm(train, "final_bn")(x)))
         x = x.mean(axis=(-3, -2))
         self.sow("intermediates", "features", x)
         return nn.Dense(self.num_classes, name="head")(x)

@@ -29,7 +29,7 @@ from types import ModuleType
 import ml_collections
 import numpy as np
 
-from jaxinv import parallel
+from jaxinv import parallel, saved_model
 from jaxinv import workdir as workdir_lib
 from jaxinv.synthesis import engine, rounds
 from jaxinv.synthesis.method import SynthesisMethod
@@ -38,6 +38,7 @@ from jaxinv.teacher import Teacher
 from jaxinv.validation import is_count
 
 TRANSFER_SET_FILE = "transfer_set.npz"
+MODELS_DIR = "models"  # the models a method trained alongside, one folder each
 RECORD_FILE = "synthesis.json"
 _NOT_METHODS = {"engine", "rounds", "method", "transfer_set", "dirichlet", "online_student"}
 
@@ -75,8 +76,9 @@ def synthesize(method: SynthesisMethod, teacher: Teacher, inputs: dict[str, np.n
       teacher: the frozen classifier.
       inputs: per-example arrays of leading size N; "targets" (N, K) is required.
       seed: the run seed; every draw derives from it.
-      workdir: where chunks or round checkpoints and `transfer_set.npz` go; a rerun with the
-        same arguments resumes.
+      workdir: where chunks or round checkpoints, `transfer_set.npz` and the method's trained
+        models (`models/<name>`, see :class:`SynthesisMethod`) go; a rerun with the same
+        arguments resumes.
       metadata: per-example arrays kept in the TransferSet (class, β, ...).
       chunk_size: examples per compiled chunk (independent examples only); a multiple of the
         device count and the group size; defaults to all N.
@@ -120,6 +122,14 @@ def synthesize(method: SynthesisMethod, teacher: Teacher, inputs: dict[str, np.n
     else:
         outputs = rounds.run_rounds(method, teacher, inputs, seed=seed,
                                     checkpoint_every=checkpoint_every, workdir=workdir)
+        for name, (model, variables) in outputs["models"].items():
+            # Saved before the TransferSet, whose file marks the run finished.
+            saved_model.save_model(
+                os.path.join(workdir, MODELS_DIR, name),
+                saved_model.ModelCard(model=model, num_classes=teacher.num_classes,
+                                      image_shape=tuple(teacher.image_shape),
+                                      dataset=teacher.dataset,
+                                      image_size=int(teacher.image_shape[0])), variables)
     transfer_set = TransferSet(images=outputs["images"], logits=outputs["logits"],
                                targets=inputs["targets"].astype(np.float32), metadata=metadata,
                                method=method.name, seed=seed, config=method.config)

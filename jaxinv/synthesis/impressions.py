@@ -29,8 +29,7 @@ import optax
 
 from jaxinv import losses, parallel
 from jaxinv.synthesis import dirichlet
-from jaxinv.synthesis.method import (SynthesisMethod, group_gradients, grouped_pixel_step,
-                                     pixels)
+from jaxinv.synthesis.method import SynthesisMethod, group_gradients, grouped_pixel_step, pixels
 from jaxinv.teacher import Teacher
 from jaxinv.validation import is_count
 

@@ -53,6 +53,9 @@ class SynthesisMethod:
       group_size: examples that share one objective (BN statistics, contrastive pairs); chunks
         hold whole groups and a group never spans devices.
       config: the method's settings (JSON-serialisable), recorded and checked on resume.
+      models: for a stateful method that trains models alongside (SpaceshipNet's student),
+        `state -> {name: (jaxinv.models name, variables)}`; `synthesize` saves each as
+        `models/<name>` in its workdir. None for none.
     """
     name: str
     init: Callable[[jax.Array, dict], Any]
@@ -62,6 +65,7 @@ class SynthesisMethod:
     independent_examples: bool = True
     group_size: int = 1
     config: dict = dataclasses.field(default_factory=dict)
+    models: Callable[[Any], dict[str, tuple[str, Any]]] | None = None
 
 
 def default_micro_batch() -> int | None:

@@ -45,7 +45,8 @@ def run_rounds(method: SynthesisMethod, teacher: Teacher, inputs: dict[str, np.n
     """Runs `method.num_steps` rounds of `method` over one state; resumes from `workdir/state`.
 
     Returns:
-      {"images" (N, H, W, C) from `method.images` of the final state, "logits" (N, K)}.
+      {"images" (N, H, W, C) from `method.images` of the final state, "logits" (N, K), and
+      "models" ({name: (model name, variables)} from `method.models`, or {})}.
     """
     if not is_count(checkpoint_every):
         raise ValueError(f"checkpoint_every must be a whole number ≥ 1, got {checkpoint_every!r}.")
@@ -75,4 +76,5 @@ def run_rounds(method: SynthesisMethod, teacher: Teacher, inputs: dict[str, np.n
     logits = np.concatenate([np.asarray(logits_fn(images[i:i + eval_batch_size],
                                                   teacher.variables))
                              for i in range(0, len(images), eval_batch_size)])
-    return {"images": images, "logits": logits}
+    trained = {} if method.models is None else jax.device_get(method.models(state))
+    return {"images": images, "logits": logits, "models": trained}

@@ -1,0 +1,93 @@
+"""Scores the student a synthesis method trained alongside (SpaceshipNet's), on the test set.
+
+Some methods distil their student inside the synthesis loop, from images that exist only
+there (SpaceshipNet decodes channel-exchanged pooled features at every step), so the student
+is the method's product and the distill task, which trains a fresh one on the TransferSet,
+would measure something else. `synthesize` saves such a student as `synthesis/models/student`;
+this task reports its test accuracy and, for models whose stages are marked, Table C of
+SpaceshipNet's supplement: the difference between the teacher's and the student's class
+activation maps (the last stage's, for the teacher's predicted class) on the test images,
+resized to the image and rescaled to [0, 255], as MAE and MSE.
+
+Config (`synthesis_student` block): `cam_limit` (test images the CAM difference is measured
+on, data.evaluation_subset's; None: all), `eval_batch_size`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxinv import cam, data, models, report, saved_model, synthesis, tasks, train
+from jaxinv.synthesis.transfer_set import TransferSet
+from jaxinv.teacher import Teacher
+from jaxinv.validation import is_count
+
+BLOCK_KEYS = ("cam_limit", "eval_batch_size")
+STUDENT = "student"
+
+
+def check_config(config: ml_collections.ConfigDict, num_examples: int | None = None) -> None:
+    """Refuses a block that cannot run, and a method that trains no student."""
+    del num_examples
+    block = tasks.task_block(config, "synthesis_student", BLOCK_KEYS)
+    if block.cam_limit is not None and not is_count(block.cam_limit):
+        raise ValueError(f"synthesis_student.cam_limit must be None (all) or a whole number "
+                         f"≥ 1, got {block.cam_limit!r}.")
+    if not is_count(block.eval_batch_size):
+        raise ValueError(f"synthesis_student.eval_batch_size must be a whole number ≥ 1, got "
+                         f"{block.eval_batch_size!r}.")
+    if config.synthesis.method != "spaceshipnet":
+        raise ValueError(f"task='synthesis_student' scores the student a synthesis method "
+                         f"trains, but synthesis.method={config.synthesis.method!r} trains "
+                         "none; use task='distill' to train one on its TransferSet.")
+
+
+def last_stage_cams(model, variables: dict, images: np.ndarray, classes: np.ndarray,
+                    batch_size: int) -> np.ndarray:
+    """The last marked stage's CAM (N, h, w) of each image for its class, in batches."""
+    apply = models.apply_fn(model)
+
+    @jax.jit
+    def one_batch(batch, batch_classes):
+        _, cams, _ = cam.stage_cams(apply, variables, batch, classes=batch_classes)
+        return jnp.take_along_axis(cams[-1], batch_classes[:, None, None, None], -1)[..., 0]
+
+    return np.concatenate([np.asarray(one_batch(images[i:i + batch_size],
+                                                classes[i:i + batch_size]))
+                           for i in range(0, len(images), batch_size)])
+
+
+def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: TransferSet,
+        workdir: str) -> dict:
+    """{"student_test_accuracy", "cam_difference": {"mae", "mse", "num_images"}}."""
+    del transfer_set
+    results_path = os.path.join(workdir, "results.json")
+    if os.path.exists(results_path):
+        return report.read_json(results_path)
+    block = config.synthesis_student
+    run_workdir = os.path.dirname(os.path.abspath(workdir))
+    module, variables, _ = saved_model.load_model(
+        os.path.join(run_workdir, "synthesis", synthesis.MODELS_DIR, STUDENT))
+    test = data.load_dataset(config.dataset, "test", image_size=config.get("image_size"))
+    accuracy = train.evaluate(module, variables, test.images, test.labels,
+                              block.eval_batch_size)["accuracy"]
+    subset = data.evaluation_subset(test, block.cam_limit)
+    classes = train.predict_logits(teacher.model, teacher.variables, subset.images,
+                                   block.eval_batch_size).argmax(-1)
+    teacher_cams = last_stage_cams(teacher.model, teacher.variables, subset.images, classes,
+                                   block.eval_batch_size)
+    student_cams = last_stage_cams(module, variables, subset.images, classes,
+                                   block.eval_batch_size)
+    difference = cam.cam_difference(teacher_cams, student_cams, subset.images.shape[1:3])
+    results = {"student_test_accuracy": accuracy,
+               "cam_difference": {"mae": float(difference["mae"]),
+                                  "mse": float(difference["mse"]),
+                                  "num_images": int(len(subset.labels))}}
+    os.makedirs(workdir, exist_ok=True)
+    report.write_json(results_path, results)
+    return results
