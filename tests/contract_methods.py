@@ -4,7 +4,7 @@ The test-only methods prove the contract's two general capabilities with nothing
 `generator_method` optimises a generator's weights and latent codes instead of pixels;
 `bank_method` carries a memory bank across rounds, re-initialises its generator at every round
 and distils a student between rounds, as CMI does. `run_all(workdir)` runs each on a small
-random teacher (a BN CNN for the methods that match BN statistics); this file is
+random teacher (one with BatchNorm for the methods that match BN statistics); this file is
 also run as a script in a subprocess with 1 or 8 devices.
 """
 
@@ -30,6 +30,17 @@ class _Generator(nn.Module):
     def __call__(self, latents):
         x = nn.relu(nn.Dense(32)(latents))
         return nn.sigmoid(nn.Dense(int(np.prod(IMAGE_SHAPE)))(x)).reshape(-1, *IMAGE_SHAPE)
+
+
+class _BNTeacher(nn.Module):
+    """conv 3x3 -> BatchNorm -> ReLU -> dense `head`: a teacher for methods that match BN
+    statistics."""
+
+    @nn.compact
+    def __call__(self, images, train: bool = False):
+        x = nn.Conv(16, (3, 3))(images)
+        x = nn.relu(nn.BatchNorm(use_running_average=not train)(x))
+        return nn.Dense(10, name="head")(x.reshape(*x.shape[:-3], -1))
 
 
 class _Student(nn.Module):
@@ -146,14 +157,21 @@ def random_teacher(seed: int = 0):
 
 
 def random_bn_teacher():
-    """bn_cnn_half with flax's initialisation (running statistics 0 and 1): BatchNorm layers
-    for the methods that match their statistics, marked stages for SpaceshipNet's mSARC."""
+    """:class:`_BNTeacher` with flax's initialisation (running statistics 0 and 1)."""
     from jaxinv import models
     from jaxinv.teacher import from_module
 
-    model = models.get_model("bn_cnn_half")
+    model = _BNTeacher()
     return from_module(model, models.init_variables(model, jax.random.key(0), IMAGE_SHAPE),
                        IMAGE_SHAPE)
+
+
+# SpaceshipNet on the random BN teacher, which marks no stages: without mSARC (its tests cover
+# it on a real teacher), and with more, gentler generator steps and a stronger class term, which
+# a random teacher's flat logits need to reach the targets.
+_CONTRACT_SETTINGS = {"spaceshipnet": {
+    "generator_steps": 12, "generator_learning_rate": 0.01,
+    "weights": {"cls": 5.0, "bn": 1.0, "kl": 900.0, "msarc": 0.0}}}
 
 
 def method_cases(teacher, bn_teacher):
@@ -168,6 +186,7 @@ def method_cases(teacher, bn_teacher):
     for name in synthesis.available_methods():
         module = synthesis.get_method_module(name)
         config = module.smoke_config()
+        config.update(_CONTRACT_SETTINGS.get(name, {}))
         try:
             case_teacher = teacher
             method, inputs, metadata = module.build(teacher, config)
@@ -186,15 +205,6 @@ def method_cases(teacher, bn_teacher):
     method, inputs, metadata = deepinversion.build(bn_teacher, config)
     cases["adaptive_deepinversion"] = (method, inputs, metadata,
                                        dict(seed=config.seed, checkpoint_every=2), bn_teacher)
-    # The released ZSKD procedure: chains of warm-started batches, a stateful method.
-    from jaxinv.synthesis import impressions
-
-    config = impressions.smoke_config()
-    config.update(dict(procedure="released", batch_size=4, num_per_class=8, num_steps=6,
-                       schedule="constant", init_resolution=None))
-    method, inputs, metadata = impressions.build(teacher, config)
-    cases["released_impressions"] = (method, inputs, metadata,
-                                     dict(seed=config.seed, checkpoint_every=1), teacher)
     classes = np.arange(NUM_EXAMPLES) % 10
     one_hot = {"targets": np.eye(10, dtype=np.float32)[classes]}
     cases["test_generator"] = (generator_method(teacher), one_hot, {"class": classes},

@@ -85,6 +85,35 @@ def test_released_impressions_reach_their_classes(mnist_teacher, tmp_path):
     assert agreement > 0.8, agreement
 
 
+class _Interrupt(Exception):
+    pass
+
+
+def test_a_run_killed_after_a_batch_resumes_bit_identically(mnist_teacher, tmp_path,
+                                                            monkeypatch):
+    from jaxinv import checkpoint
+
+    method, inputs, metadata = impressions.build(mnist_teacher, _released_config())
+    straight = synthesis.synthesize(method, mnist_teacher, inputs, metadata=metadata, seed=0,
+                                    workdir=str(tmp_path / "straight"), checkpoint_every=1)
+    original_save = checkpoint.Checkpoints.save
+
+    def save_then_stop(self, step, state, meta=None):
+        original_save(self, step, state, meta)
+        self.wait()
+        raise _Interrupt
+
+    monkeypatch.setattr(checkpoint.Checkpoints, "save", save_then_stop)
+    with pytest.raises(_Interrupt):
+        synthesis.synthesize(method, mnist_teacher, inputs, metadata=metadata, seed=0,
+                             workdir=str(tmp_path / "killed"), checkpoint_every=1)
+    monkeypatch.setattr(checkpoint.Checkpoints, "save", original_save)
+    resumed = synthesis.synthesize(method, mnist_teacher, inputs, metadata=metadata, seed=0,
+                                   workdir=str(tmp_path / "killed"), checkpoint_every=1)
+    np.testing.assert_array_equal(resumed.images, straight.images)
+    np.testing.assert_array_equal(resumed.logits, straight.logits)
+
+
 @pytest.mark.parametrize("override, message", [
     (dict(batch_size=3), "divides num_per_class"),
     (dict(schedule="linear"), "schedule"),
