@@ -15,6 +15,8 @@
   python benchmarks/record.py cake_ablation        # CAKE without each of its parts, MNIST
   python benchmarks/record.py cake_vs_di           # CAKE with ZSKD's sizes, both datasets
   python benchmarks/record.py zskd_protocol        # Tables 1-2 under the released protocol
+  python benchmarks/record.py spaceshipnet_mnist   # SpaceshipNet, 3 seeds (also _fashion_mnist,
+                                                   # _cifar10, and spaceshipnet_ablation)
   python benchmarks/record.py headline             # only rewrite the headline tables
 
 Each experiment is one `jaxinv` command with a fixed workdir under runs/ (a finished workdir
@@ -156,6 +158,19 @@ for _dataset, _epoch in _ZSKD_EPOCH_STEPS.items():
     EXPERIMENTS[f"zskd_{_dataset}_released"] = (
         f"jaxinv run zskd.py:{_dataset}_released --workdir runs/zskd_{_dataset}_released",
         f"the released ZSKD code's procedure and distillation on {_dataset}")
+# SpaceshipNet (issue 26): a seed is a whole run, since the student trains inside synthesis.
+_SPACESHIP_VARIANTS = {"": "SpaceshipNet", "_no_cfe": "SpaceshipNet without CFE",
+                       "_no_msarc": "SpaceshipNet without mSARC",
+                       "_code": "SpaceshipNet with the authors' code's settings"}
+for _dataset in _BN_DATASETS:
+    for _variant, _label in _SPACESHIP_VARIANTS.items():
+        if _variant and _dataset != "mnist":
+            continue
+        for _seed in range(3):
+            EXPERIMENTS[f"spaceshipnet_{_dataset}{_variant}_seed{_seed}"] = (
+                f"jaxinv run spaceshipnet.py:{_dataset}{_variant} "
+                f"--workdir runs/spaceshipnet_{_dataset}{_variant}_seed{_seed} "
+                f"--config.synthesis.seed={_seed}", f"{_label} on the BN CNN, {_dataset}")
 # Sections recorded together by one command: Table 4's rows of one dataset; Table 7's seeds of
 # one direction; the β ablation of §4.2.3.
 GROUPS = {f"table4_{dataset}": (f"robustness_{dataset}", f"robustness_{dataset}_robust")
@@ -179,6 +194,11 @@ GROUPS.update({f"bn_methods_{dataset}": tuple(f"{method}_{dataset}" for method i
 GROUPS["dfm"] = tuple(f"dfm_{origin}" for origin in _DFM_ORIGINS)
 GROUPS["zskd_protocol"] = tuple(f"zskd_{dataset}_{variant}" for dataset in _ZSKD_EPOCH_STEPS
                                for variant in ("protocol", "released"))
+GROUPS.update({f"spaceshipnet_{dataset}": tuple(
+    f"spaceshipnet_{dataset}_seed{seed}" for seed in range(3)) for dataset in _BN_DATASETS})
+GROUPS["spaceshipnet_ablation"] = tuple(
+    f"spaceshipnet_mnist{variant}_seed{seed}" for variant in _SPACESHIP_VARIANTS if variant
+    for seed in range(3))
 GROUPS["cmi_ablation"] = tuple(f"cmi_mnist_{variant}" for variant in _CMI_ABLATIONS)
 TEACHERS = {"teacher_mnist_plain": "mnist_plain", "teacher_fashion_mnist": "fashion_mnist",
             "teacher_usps": "usps"}
