@@ -4,7 +4,7 @@ For an accelerator:
 
   jaxinv run dfm_cifar10.py:vgg8 --workdir runs/dfm_cifar10_vgg8
   jaxinv run dfm_cifar10.py:vgg8_robust --workdir runs/dfm_cifar10_vgg8_robust
-  # a few minutes on 2 CPU cores, on the CIFAR-10 files present, for tests:
+  # minutes on 2 CPU cores, on the CIFAR-10 files present, to check the plumbing:
   jaxinv run dfm_cifar10.py:vgg8_smoke --workdir /tmp/dfm_cifar10_smoke
 
 The chain is dfm.py's (jaxinv/tasks/chain.py): VGG8 (one conv per stage, BatchNorm) extracts

@@ -24,7 +24,9 @@ decoded images (SGD 0.1, momentum 0.9, weight decay 1e-4); weights class 0.5, BN
 mSARC 1; τ = 30; p = 0.7. Sized for 2 CPU cores as deepinversion.py and cmi.py are: 5,000
 optimised images (50 epochs of 100), 100 generator steps of width 64 per epoch, and the
 student's 2,000 steps (40 per epoch, batch 100) of those configs' final students, on the
-same teachers and students.
+same teachers and students. On CPU these runs are slow for now: XLA:CPU runs a convolution's
+weight gradient inside a scanned loop about 25x slower than in its own call (jax-ml/jax#12868),
+and the generator's and student's steps are such loops.
 """
 
 import ml_collections
