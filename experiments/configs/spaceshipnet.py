@@ -94,15 +94,11 @@ def _paper_config(dataset: str, smoke: bool) -> ml_collections.ConfigDict:
     config.image_size = 32
     config.teacher_workdir = ""
     config.paper = {"dataset": dataset, "student": paper}
-    config.teacher = ml_collections.ConfigDict(dict(
-        model="wrn10_1" if smoke else teacher, train_limit=256 if smoke else None, seed=0,
-        batch_size=32 if smoke else 128, num_steps=4 if smoke else 200 * 50000 // 128,
-        checkpoint_every=4 if smoke else 2000, log_every=2 if smoke else 100,
-        eval_batch_size=1000,
-        optimizer=dict(name="sgd", learning_rate=0.1, schedule="cosine", weight_decay=5e-4,
-                       momentum=0.9),
-        augment=dict(scale=0.0, translate=0.0 if smoke else 0.125, rotate_degrees=0.0,
-                     hflip=not smoke)))
+    # CAKE's CIFAR ResNet-34 recipe, so that both runs share one teacher in the store; the
+    # smoke teacher is a WRN-10-1, whose stages are marked (CAKE's smoke AlexNet has none).
+    config.teacher = load_sibling(__file__, "cake_cifar10.py",
+                                  "smoke" if smoke else "resnet34_resnet18").teacher
+    config.teacher.model = "wrn10_1" if smoke else teacher
     config.synthesis = _synthesis_block(
         num_epochs=2 if smoke else 200, batch_size=8 if smoke else 256,
         generator_steps=2 if smoke else 200, student_steps=2 if smoke else 2000,

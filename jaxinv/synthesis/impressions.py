@@ -221,12 +221,12 @@ def impression_targets(teacher: Teacher, config: ml_collections.ConfigDict
     if config.kind == "one_hot":
         targets, classes, betas = dirichlet.one_hot_targets(teacher.num_classes,
                                                             config.num_per_class)
-    elif config.get("procedure", "paper") == "released":
-        similarity = dirichlet.class_similarity(teacher.head("Data Impressions")[0])
+        return np.asarray(targets), np.asarray(classes), np.asarray(betas)
+    similarity = dirichlet.class_similarity(teacher.head("Data Impressions")[0])
+    if config.get("procedure", "paper") == "released":
         targets, classes, betas = dirichlet.released_dirichlet_targets(
             jax.random.key(config.seed), similarity, tuple(config.betas), config.num_per_class)
     else:
-        similarity = dirichlet.class_similarity(teacher.head("Data Impressions")[0])
         targets, classes, betas = dirichlet.dirichlet_targets(
             jax.random.key(config.seed), similarity, tuple(config.betas), config.num_per_class,
             floor=config.floor)

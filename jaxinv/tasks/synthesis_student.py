@@ -4,7 +4,7 @@ Some methods distil their student inside the synthesis loop, from images that ex
 there (SpaceshipNet decodes channel-exchanged pooled features at every step), so the student
 is the method's product and the distill task, which trains a fresh one on the TransferSet,
 would measure something else. `synthesize` saves such a student as `synthesis/models/student`;
-this task reports its test accuracy and, for models whose stages are marked, Table C of
+this task reports its test accuracy and, when both models mark their stages, Table C of
 SpaceshipNet's supplement: the difference between the teacher's and the student's class
 activation maps (the last stage's, for the teacher's predicted class) on the test images,
 resized to the image and rescaled to [0, 255], as MAE and MSE.
@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from jaxinv import cam, data, models, report, saved_model, synthesis, tasks, train
+from jaxinv.models.stages import STAGES
 from jaxinv.synthesis.transfer_set import TransferSet
 from jaxinv.teacher import Teacher
 from jaxinv.validation import is_count
@@ -47,15 +47,25 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
                          "none; use task='distill' to train one on its TransferSet.")
 
 
+def _marks_stages(model, variables: dict, images: np.ndarray) -> bool:
+    """Whether `model` marks stages (a student trained without mSARC need not)."""
+    _, state = jax.eval_shape(lambda v: models.apply_fn(model)(v, images,
+                                                               mutable=["intermediates"]),
+                              variables)
+    return STAGES in state.get("intermediates", {})
+
+
 def last_stage_cams(model, variables: dict, images: np.ndarray, classes: np.ndarray,
                     batch_size: int) -> np.ndarray:
-    """The last marked stage's CAM (N, h, w) of each image for its class, in batches."""
+    """The last marked stage's CAM (eq. A2, N × h × w) of each image for its class, in
+    batches; a forward pass only, as no Grad-CAM is needed."""
     apply = models.apply_fn(model)
 
     @jax.jit
     def one_batch(batch, batch_classes):
-        _, cams, _ = cam.stage_cams(apply, variables, batch, classes=batch_classes)
-        return jnp.take_along_axis(cams[-1], batch_classes[:, None, None, None], -1)[..., 0]
+        _, state = apply(variables, batch, mutable=["intermediates"])
+        return cam.head_cam(state["intermediates"][STAGES][-1],
+                            variables["params"]["head"]["kernel"], batch_classes)
 
     return np.concatenate([np.asarray(one_batch(images[i:i + batch_size],
                                                 classes[i:i + batch_size]))
@@ -76,18 +86,20 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
     test = data.load_dataset(config.dataset, "test", image_size=config.get("image_size"))
     accuracy = train.evaluate(module, variables, test.images, test.labels,
                               block.eval_batch_size)["accuracy"]
-    subset = data.evaluation_subset(test, block.cam_limit)
-    classes = train.predict_logits(teacher.model, teacher.variables, subset.images,
-                                   block.eval_batch_size).argmax(-1)
-    teacher_cams = last_stage_cams(teacher.model, teacher.variables, subset.images, classes,
-                                   block.eval_batch_size)
-    student_cams = last_stage_cams(module, variables, subset.images, classes,
-                                   block.eval_batch_size)
-    difference = cam.cam_difference(teacher_cams, student_cams, subset.images.shape[1:3])
-    results = {"student_test_accuracy": accuracy,
-               "cam_difference": {"mae": float(difference["mae"]),
-                                  "mse": float(difference["mse"]),
-                                  "num_images": int(len(subset.labels))}}
+    results = {"student_test_accuracy": accuracy}
+    if _marks_stages(teacher.model, teacher.variables, test.images[:1]) and _marks_stages(
+            module, variables, test.images[:1]):
+        subset = data.evaluation_subset(test, block.cam_limit)
+        classes = train.predict_logits(teacher.model, teacher.variables, subset.images,
+                                       block.eval_batch_size).argmax(-1)
+        teacher_cams = last_stage_cams(teacher.model, teacher.variables, subset.images,
+                                       classes, block.eval_batch_size)
+        student_cams = last_stage_cams(module, variables, subset.images, classes,
+                                       block.eval_batch_size)
+        difference = cam.cam_difference(teacher_cams, student_cams, subset.images.shape[1:3])
+        results["cam_difference"] = {"mae": float(difference["mae"]),
+                                     "mse": float(difference["mse"]),
+                                     "num_images": int(len(subset.labels))}
     os.makedirs(workdir, exist_ok=True)
     report.write_json(results_path, results)
     return results
