@@ -141,7 +141,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 def _paper_figures(config: ml_collections.ConfigDict) -> dict:
     """The paper's figures, only when the run is on the paper's dataset."""
-    paper = dict(config.get("paper", {}))
+    paper = config.paper.to_dict() if "paper" in config else {}
     return ({k: v for k, v in paper.items() if k != "dataset"}
             if paper and paper.get("dataset") == config.dataset else {})
 

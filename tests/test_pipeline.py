@@ -2,6 +2,7 @@
 student → report; reruns resume, the teacher is shared, and bad input is refused before any
 file is written."""
 
+import json
 import os
 
 import pytest
@@ -194,6 +195,8 @@ def test_paper_figures_only_on_the_papers_dataset(smoke_config_of):
     config = smoke_config_of(SMOKE)
     assert pipeline._paper_figures(config) == {"teacher": 99.34, "student_kd": 99.25,
                                                "zskd": 98.77}
+    config.paper.pgd = {"1": [74.2, 61.3]}  # nested figures come back as plain JSON values
+    assert json.loads(json.dumps(pipeline._paper_figures(config)))["pgd"] == {"1": [74.2, 61.3]}
     config.dataset = "usps"
     assert pipeline._paper_figures(config) == {}
     del config.paper
