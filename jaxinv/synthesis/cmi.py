@@ -23,9 +23,10 @@ Round by round (one batch of `batch_size` images each), as Algorithm 1:
    reference code);
 3. the student takes `student_steps` distillation steps (KL at τ = 20) on batches of the pool.
 
-Everything (pool, bank, head and its Adam state, student, round) is one state on the rounds
-engine, checkpointed, so a run killed between rounds resumes bit-identically. The TransferSet
-is the pool; the distill task then trains its own student on it.
+Everything (pool, bank, head and its Adam state, the round's generator, student, round) is one state
+on the rounds engine, a round its four phases (draw, invert, pool, distil), checkpointed, so a run
+killed between rounds resumes bit-identically. The TransferSet is the pool; the distill task then
+trains its own student on it.
 
 Config (`synthesis` block, `method="cmi"`): num_per_class, batch_size, num_steps, latent_dim,
 generator_width, learning_rate, weights {bn, cls, adv, contrastive}, temperature, bank_size,
@@ -50,7 +51,7 @@ import optax
 from jaxinv import augment, losses, models, train
 from jaxinv.models.cmi import CMIGenerator, ProjectionHead, init_generator
 from jaxinv.synthesis import online_student
-from jaxinv.synthesis.method import SynthesisMethod
+from jaxinv.synthesis.method import Phase, SynthesisMethod
 from jaxinv.teacher import Teacher
 from jaxinv.validation import check_loss_weights, is_count
 
@@ -131,13 +132,15 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
                 "z": jax.random.normal(z_rng, (batch_size, latent_dim))}
 
     def init(rng: jax.Array, inputs: dict) -> dict:
-        head_rng, student_rng = jax.random.split(rng)
+        head_rng, student_rng, trainable_rng = jax.random.split(rng, 3)
         head_params = head.init(head_rng, jnp.zeros((1, feature_dim)))
+        trainable = fresh(trainable_rng)  # replaced at the start of every round
         return {"pool": jnp.zeros((num_examples, *teacher.image_shape)),
                 "round": jnp.zeros((), jnp.int32),
                 "bank": jnp.zeros((bank_size, feature_dim)),
                 "bank_count": jnp.zeros((), jnp.int32),
                 "head": head_params, "head_opt": head_tx.init(head_params),
+                "trainable": trainable, "trainable_opt": trainable_tx.init(trainable),
                 "student": train.init_model_state(student_model, student_tx, student_rng,
                                                   teacher.image_shape),
                 "inputs": inputs}
@@ -166,48 +169,49 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
             temperature=temperature, negative_mask=mask)
         return inversion + weights["contrastive"] * contrastive
 
-    def synthesise_batch(state, teacher_variables, targets, rng):
-        fresh_rng, steps_rng = jax.random.split(rng)
-        trainable = fresh(fresh_rng)
-        value_and_grad = jax.value_and_grad(objective, argnums=(0, 1))
+    def draw(state, teacher_variables, rng):
+        """A fresh generator and z (or fresh pixels) for this round's batch."""
+        del teacher_variables
+        trainable = fresh(rng)
+        return {**state, "trainable": trainable,
+                "trainable_opt": trainable_tx.init(trainable)}, {}
 
-        def step(carry, step_rng):
-            trainable, trainable_opt, head_params, head_opt = carry
-            value, (grads, head_grads) = value_and_grad(
-                trainable, head_params, teacher_variables, state["student"].variables,
-                targets, state["bank"], state["bank_count"], step_rng)
-            updates, trainable_opt = trainable_tx.update(grads, trainable_opt, trainable)
-            head_updates, head_opt = head_tx.update(head_grads, head_opt, head_params)
-            trainable = optax.apply_updates(trainable, updates)
-            if not generator:
-                trainable = {"pixels": jnp.clip(trainable["pixels"], 0.0, 1.0)}
-            return (trainable, trainable_opt,
-                    optax.apply_updates(head_params, head_updates), head_opt), value
+    def invert(state, teacher_variables, rng):
+        """One Adam step of the generator and z (or pixels) and of the head."""
+        targets = jax.lax.dynamic_slice_in_dim(state["inputs"]["targets"],
+                                               state["round"] * batch_size, batch_size)
+        trainable, head_params = state["trainable"], state["head"]
+        value, (grads, head_grads) = jax.value_and_grad(objective, argnums=(0, 1))(
+            trainable, head_params, teacher_variables, state["student"].variables, targets,
+            state["bank"], state["bank_count"], rng)
+        updates, trainable_opt = trainable_tx.update(grads, state["trainable_opt"], trainable)
+        head_updates, head_opt = head_tx.update(head_grads, state["head_opt"], head_params)
+        trainable = optax.apply_updates(trainable, updates)
+        if not generator:
+            trainable = {"pixels": jnp.clip(trainable["pixels"], 0.0, 1.0)}
+        return ({**state, "trainable": trainable, "trainable_opt": trainable_opt,
+                 "head": optax.apply_updates(head_params, head_updates), "head_opt": head_opt},
+                {"loss": value})
 
-        carry = (trainable, trainable_tx.init(trainable), state["head"], state["head_opt"])
-        (trainable, _, head_params, head_opt), values = jax.lax.scan(
-            step, carry, jax.random.split(steps_rng, num_steps))
-        return render(trainable), head_params, head_opt, values[-1]
-
-    def step(state: dict, teacher_variables, rng: jax.Array) -> tuple[dict, dict]:
-        synthesis_rng, view_rng, student_rng = jax.random.split(rng, 3)
-        start = state["round"] * batch_size
-        targets = jax.lax.dynamic_slice_in_dim(state["inputs"]["targets"], start, batch_size)
-        images, head_params, head_opt, loss = synthesise_batch(state, teacher_variables,
-                                                               targets, synthesis_rng)
-        pool = jax.lax.dynamic_update_slice_in_dim(state["pool"], images, start, 0)
-        _, stats = teacher.batchnorm_statistics(
-            augment.augment_batch(view_rng, images, global_view), teacher_variables)
+    def pool_batch(state, teacher_variables, rng):
+        """The batch's last iterate joins the pool, its global view's features the bank."""
+        images = render(state["trainable"])
+        pool = jax.lax.dynamic_update_slice_in_dim(state["pool"], images,
+                                                   state["round"] * batch_size, 0)
+        _, stats = teacher.batchnorm_statistics(augment.augment_batch(rng, images, global_view),
+                                                teacher_variables)
         slots = (state["bank_count"] + jnp.arange(batch_size)) % bank_size
-        bank = state["bank"].at[slots].set(_features(stats))
-        student_state, kd_losses = online_student.distil_on_pool(
-            student_model, student_tx, teacher, teacher_variables, state["student"], pool,
-            start + batch_size, student_rng, batch_size=batch_size, num_steps=student_steps,
+        return ({**state, "pool": pool, "round": state["round"] + 1,
+                 "bank": state["bank"].at[slots].set(_features(stats)),
+                 "bank_count": state["bank_count"] + batch_size}, {})
+
+    def distil(state, teacher_variables, rng):
+        """One KD step of the student on a batch of the pool so far."""
+        student_state, loss = online_student.distil_step(
+            student_model, student_tx, teacher, teacher_variables, state["student"],
+            state["pool"], state["round"] * batch_size, rng, batch_size=batch_size,
             temperature=KD_TEMPERATURE)
-        return ({"pool": pool, "round": state["round"] + 1, "bank": bank,
-                 "bank_count": state["bank_count"] + batch_size, "head": head_params,
-                 "head_opt": head_opt, "student": student_state, "inputs": state["inputs"]},
-                {"loss": loss, "student_loss": kd_losses[-1]})
+        return {**state, "student": student_state}, {"student_loss": loss}
 
     config = {"batch_size": batch_size, "num_steps": num_steps, "latent_dim": latent_dim,
               "generator_width": generator_width, "learning_rate": learning_rate,
@@ -216,9 +220,11 @@ def cmi_method(teacher: Teacher, num_examples: int, *, batch_size: int = 256,
               "student": student, "student_steps": student_steps,
               "student_learning_rate": student_learning_rate, "generator": generator,
               "pixel_learning_rate": pixel_learning_rate}
-    return SynthesisMethod(name="cmi", init=init, step=step, images=lambda s: s["pool"],
-                           num_steps=num_examples // batch_size, independent_examples=False,
-                           config=config)
+    phases = (Phase("draw", draw), Phase("invert", invert, num_steps),
+              Phase("pool", pool_batch), Phase("distil", distil, student_steps))
+    return SynthesisMethod.from_phases(phases, name="cmi", init=init,
+                                       images=lambda s: s["pool"],
+                                       num_steps=num_examples // batch_size, config=config)
 
 
 def _check_sizes(num_examples: int, batch_size, bank_size, num_negatives,

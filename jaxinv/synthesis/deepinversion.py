@@ -42,7 +42,7 @@ import optax
 
 from jaxinv import losses, models, train
 from jaxinv.synthesis import online_student
-from jaxinv.synthesis.method import SynthesisMethod, grouped_pixel_step, pixels
+from jaxinv.synthesis.method import Phase, SynthesisMethod, grouped_pixel_step, pixels
 from jaxinv.teacher import Teacher
 from jaxinv.validation import check_loss_weights, is_count
 
@@ -123,9 +123,10 @@ def adaptive_deepinversion_method(
         flip: bool = True) -> SynthesisMethod:
     """ADI: DeepInversion batches that also compete with a student trained between them.
 
-    One round per batch of `batch_size` (num_examples / batch_size rounds); the state holds the
-    bank of every image so far, the round and the student with its Adam state, all
-    checkpointed. Inputs: {"targets" (num_examples, K)}, consumed a batch per round.
+    One round per batch of `batch_size` (num_examples / batch_size rounds), in four phases (draw,
+    invert, bank, distil); the state holds the bank of every image so far, the round's batch, the
+    round and the student with its Adam state, all checkpointed. Inputs: {"targets" (num_examples,
+    K)}, consumed a batch per round.
 
     Args:
       teacher: the frozen classifier; it must have BatchNorm layers.
@@ -152,53 +153,59 @@ def adaptive_deepinversion_method(
 
     def init(rng: jax.Array, inputs: dict) -> dict:
         state = train.init_model_state(student_model, student_tx, rng, teacher.image_shape)
+        batch = jnp.zeros((batch_size, *teacher.image_shape))  # replaced every round
         return {"bank": jnp.zeros((num_examples, *teacher.image_shape)),
-                "round": jnp.zeros((), jnp.int32), "student": state, "inputs": inputs}
+                "round": jnp.zeros((), jnp.int32), "student": state, "batch": batch,
+                "batch_opt": pixel_tx.init(batch), "inputs": inputs}
 
-    def synthesise_batch(teacher_variables, student_state, targets, rng):
-        init_rng, steps_rng = jax.random.split(rng)
-        images = jax.random.uniform(init_rng, (batch_size, *teacher.image_shape))
+    def draw(state, teacher_variables, rng):
+        """This round's batch from U(0, 1), with a fresh Adam."""
+        del teacher_variables
+        batch = jax.random.uniform(rng, (batch_size, *teacher.image_shape))
+        return {**state, "batch": batch, "batch_opt": pixel_tx.init(batch)}, {}
 
-        def objective(images, step_rng):
-            value, (jittered, logits) = batch_loss(teacher_variables, images, targets, step_rng)
-            student_logits = models.apply_fn(student_model)(student_state.variables, jittered)
+    def invert(state, teacher_variables, rng):
+        """One Adam step of the batch's pixels against the teacher and the student."""
+        targets = jax.lax.dynamic_slice_in_dim(state["inputs"]["targets"],
+                                               state["round"] * batch_size, batch_size)
+
+        def objective(images):
+            value, (jittered, logits) = batch_loss(teacher_variables, images, targets, rng)
+            student_logits = models.apply_fn(student_model)(state["student"].variables,
+                                                            jittered)
             return value - competition * losses.jensen_shannon(student_logits, logits,
                                                                temperature=3.0)
 
-        def step(carry, step_rng):
-            images, opt_state = carry
-            value, grads = jax.value_and_grad(objective)(images, step_rng)
-            updates, opt_state = pixel_tx.update(grads, opt_state, images)
-            return (jnp.clip(optax.apply_updates(images, updates), 0.0, 1.0), opt_state), value
+        value, grads = jax.value_and_grad(objective)(state["batch"])
+        updates, batch_opt = pixel_tx.update(grads, state["batch_opt"], state["batch"])
+        batch = jnp.clip(optax.apply_updates(state["batch"], updates), 0.0, 1.0)
+        return {**state, "batch": batch, "batch_opt": batch_opt}, {"loss": value}
 
-        (images, _), values = jax.lax.scan(step, (images, pixel_tx.init(images)),
-                                           jax.random.split(steps_rng, num_steps))
-        return images, values[-1]
+    def bank_batch(state, teacher_variables, rng):
+        """The batch's last iterate joins the bank."""
+        del teacher_variables, rng
+        bank = jax.lax.dynamic_update_slice_in_dim(state["bank"], state["batch"],
+                                                   state["round"] * batch_size, 0)
+        return {**state, "bank": bank, "round": state["round"] + 1}, {}
 
-    def step(state: dict, teacher_variables, rng: jax.Array) -> tuple[dict, dict]:
-        synthesis_rng, student_rng = jax.random.split(rng)
-        start = state["round"] * batch_size
-        targets = jax.lax.dynamic_slice_in_dim(state["inputs"]["targets"], start, batch_size)
-        images, loss = synthesise_batch(teacher_variables, state["student"], targets,
-                                        synthesis_rng)
-        bank = jax.lax.dynamic_update_slice_in_dim(state["bank"], images, start, 0)
-        student_state, kd_losses = online_student.distil_on_pool(
-            student_model, student_tx, teacher, teacher_variables, state["student"], bank,
-            start + batch_size, student_rng, batch_size=batch_size, num_steps=student_steps,
+    def distil(state, teacher_variables, rng):
+        """One KD step of the student on a batch of the bank so far."""
+        student_state, loss = online_student.distil_step(
+            student_model, student_tx, teacher, teacher_variables, state["student"],
+            state["bank"], state["round"] * batch_size, rng, batch_size=batch_size,
             temperature=kd_temperature)
-        return ({"bank": bank, "round": state["round"] + 1, "student": student_state,
-                 "inputs": state["inputs"]},
-                {"loss": loss, "student_loss": kd_losses[-1]})
+        return {**state, "student": student_state}, {"student_loss": loss}
 
     config = {"batch_size": batch_size, "num_steps": num_steps, "learning_rate": learning_rate,
               "weights": weights, "jitter": jitter, "flip": flip, "competition": competition,
               "student": student, "student_steps": student_steps,
               "student_learning_rate": student_learning_rate,
               "kd_temperature": kd_temperature}
-    return SynthesisMethod(name="adaptive_deepinversion", init=init, step=step,
-                           images=lambda state: state["bank"],
-                           num_steps=num_examples // batch_size, independent_examples=False,
-                           config=config)
+    phases = (Phase("draw", draw), Phase("invert", invert, num_steps),
+              Phase("bank", bank_batch), Phase("distil", distil, student_steps))
+    return SynthesisMethod.from_phases(phases, name="adaptive_deepinversion", init=init,
+                                       images=lambda state: state["bank"],
+                                       num_steps=num_examples // batch_size, config=config)
 
 
 def _check_settings(batch_size, weights: dict, jitter) -> None:

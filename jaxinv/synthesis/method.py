@@ -6,6 +6,12 @@ A :class:`SynthesisMethod` holds three pure functions over an explicit state:
   step(state, teacher_variables, rng) -> (state, metrics)
   images(state) -> (n, H, W, C) in [0, 1]
 
+A stateful method may also declare its round as :class:`Phase` s (fit a generator for 200 steps,
+pool its batch, distil a student for 400 steps): :meth:`SynthesisMethod.from_phases` derives
+`step` as their scans, and `rounds.py` runs them on CPU as host loops of jitted steps instead,
+because XLA:CPU computes convolution weight gradients inside a loop many times slower than in
+a jitted call of their own (jax-ml/jax#12868).
+
 `inputs` is a dict of per-example arrays with leading axis n (targets, classes, background
 images, ...) and `state` is any pytree: pixels with their optimiser state, or a generator's
 weights and latent codes, a memory bank, a student. The engines run it: `engine.py` cuts
@@ -35,6 +41,40 @@ from jaxinv.validation import is_count
 CPU_MICRO_BATCH = 64
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Phase:
+    """One stage of a round: `step(state, teacher_variables, rng) -> (state, metrics)` taken
+    `num_steps` times in a row; its metrics are the last step's."""
+    name: str
+    step: Callable[[Any, Any, jax.Array], tuple[Any, dict]]
+    num_steps: int = 1
+
+
+def phase_keys(rng: jax.Array, index: int, phase: Phase) -> jax.Array:
+    """The keys of the steps of a round's `index`-th phase, (phase.num_steps,)."""
+    return jax.random.split(jax.random.fold_in(rng, index), phase.num_steps)
+
+
+def round_of_phases(phases: tuple[Phase, ...]) -> Callable:
+    """The `step` that runs `phases` in order, each as one scan; its metrics are every phase's
+    last."""
+    def step(state: Any, teacher_variables: Any, rng: jax.Array) -> tuple[Any, dict]:
+        metrics = {}
+        for index, phase in enumerate(phases):
+            keys = phase_keys(rng, index, phase)
+            if phase.num_steps == 1:
+                state, phase_metrics = phase.step(state, teacher_variables, keys[0])
+            else:
+                state, stacked = jax.lax.scan(
+                    lambda carry, key, phase=phase: phase.step(carry, teacher_variables, key),
+                    state, keys)
+                phase_metrics = jax.tree.map(lambda values: values[-1], stacked)
+            metrics.update(phase_metrics)
+        return state, metrics
+
+    return step
+
+
 # eq=False: hashed by identity, so an instance can be a static jit argument.
 @dataclasses.dataclass(frozen=True, eq=False)
 class SynthesisMethod:
@@ -56,6 +96,8 @@ class SynthesisMethod:
       models: for a stateful method that trains models alongside (SpaceshipNet's student),
         `state -> {name: (jaxinv.models name, variables)}`; `synthesize` saves each as
         `models/<name>` in its workdir. None for none.
+      phases: a stateful method's round as phases (:meth:`from_phases`), whose scans `step`
+        is; empty for a method whose round is `step` alone.
     """
     name: str
     init: Callable[[jax.Array, dict], Any]
@@ -66,6 +108,17 @@ class SynthesisMethod:
     group_size: int = 1
     config: dict = dataclasses.field(default_factory=dict)
     models: Callable[[Any], dict[str, tuple[str, Any]]] | None = None
+    phases: tuple[Phase, ...] = ()
+
+    @classmethod
+    def from_phases(cls, phases: tuple[Phase, ...], **fields) -> SynthesisMethod:
+        """A stateful method (num_steps rounds over one state) whose round is `phases`."""
+        for phase in phases:
+            if not is_count(phase.num_steps):
+                raise ValueError(f"The phase {phase.name!r} needs a whole number of steps ≥ 1, "
+                                 f"got {phase.num_steps!r}.")
+        return cls(step=round_of_phases(tuple(phases)), phases=tuple(phases),
+                   independent_examples=False, **fields)
 
 
 def default_micro_batch() -> int | None:

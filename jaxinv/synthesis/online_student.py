@@ -21,20 +21,17 @@ def shuffled_class_targets(num_classes: int, num_per_class: int,
     return np.asarray(targets)[order], np.asarray(classes)[order]
 
 
-def distil_on_pool(student: nn.Module, tx: optax.GradientTransformation, teacher: Teacher,
-                   teacher_variables, state: train.ModelState, pool: jax.Array,
-                   filled: jax.Array, rng: jax.Array, *, batch_size: int, num_steps: int,
-                   temperature: float) -> tuple[train.ModelState, jax.Array]:
-    """`num_steps` KD steps of `student` (KL at `temperature`, ×τ²) on batches drawn uniformly
-    from the first `filled` images of `pool`; returns the state and the per-step losses."""
-    def step(state, step_rng):
-        draw_rng, dropout_rng = jax.random.split(step_rng)
-        images = pool[jax.random.randint(draw_rng, (batch_size,), 0, filled)]
-        teacher_logits = teacher.logits(images, teacher_variables)
-        state, measurements = train.gradient_step(
-            student, tx, state, images,
-            lambda logits: losses.distillation_loss(logits, teacher_logits, temperature),
-            dropout_rng)
-        return state, measurements["loss"]
-
-    return jax.lax.scan(step, state, jax.random.split(rng, num_steps))
+def distil_step(student: nn.Module, tx: optax.GradientTransformation, teacher: Teacher,
+                teacher_variables, state: train.ModelState, pool: jax.Array,
+                filled: jax.Array, rng: jax.Array, *, batch_size: int,
+                temperature: float) -> tuple[train.ModelState, jax.Array]:
+    """One KD step of `student` (KL at `temperature`, ×τ²) on a batch drawn uniformly from the
+    first `filled` images of `pool`; returns the state and the step's loss."""
+    draw_rng, dropout_rng = jax.random.split(rng)
+    images = pool[jax.random.randint(draw_rng, (batch_size,), 0, filled)]
+    teacher_logits = teacher.logits(images, teacher_variables)
+    state, measurements = train.gradient_step(
+        student, tx, state, images,
+        lambda logits: losses.distillation_loss(logits, teacher_logits, temperature),
+        dropout_rng)
+    return state, measurements["loss"]

@@ -1,11 +1,12 @@
 """The driver for methods whose state carries from round to round: bank, head, student, pool.
 
 One state holds everything a method keeps between rounds (a memory bank of past samples, a
-projection head, a student distilled between rounds, a generator that is re-initialised each
-round). Each round is one `step` in one jitted, donated call; the whole state is checkpointed
-through Orbax every `checkpoint_every` rounds and after the last, and every draw comes from
-`fold_in(seed, round)`. So a run killed at any moment and rerun in the same workdir restarts
-from its last checkpoint and ends bit-identical to an uninterrupted one.
+projection head, a student distilled between rounds, a generator that is re-initialised each round).
+Each round is one `step` in one jitted, donated call (on CPU, a method with phases runs each phase
+step as its own jitted, donated call: see `method.py`); the whole state is checkpointed through
+Orbax every `checkpoint_every` rounds and after the last, and every draw comes from `fold_in(seed,
+round)`. So a run killed at any moment and rerun in the same workdir restarts from its last
+checkpoint and ends bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from jaxinv import checkpoint, parallel, report
 from jaxinv.synthesis.engine import check_finite
-from jaxinv.synthesis.method import SynthesisMethod
+from jaxinv.synthesis.method import SynthesisMethod, phase_keys
 from jaxinv.teacher import Teacher
 from jaxinv.validation import is_count
 
@@ -32,6 +33,23 @@ def _init(method: SynthesisMethod, inputs, init_rng):
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=2)
 def _round(method: SynthesisMethod, teacher_variables, state, rng):
     return method.step(state, teacher_variables, rng)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=3)
+def _phase_step(method: SynthesisMethod, index: int, teacher_variables, state, rng):
+    return method.phases[index].step(state, teacher_variables, rng)
+
+
+def _run_round(method: SynthesisMethod, teacher_variables, state, rng):
+    """One round: one jitted call, or on CPU the phases' steps one jitted call each."""
+    if not method.phases or jax.default_backend() != "cpu":
+        return _round(method, teacher_variables, state, rng)
+    metrics = {}
+    for index, phase in enumerate(method.phases):
+        for key in phase_keys(rng, index, phase):
+            state, phase_metrics = _phase_step(method, index, teacher_variables, state, key)
+        metrics.update(phase_metrics)
+    return state, metrics
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -62,8 +80,8 @@ def run_rounds(method: SynthesisMethod, teacher: Teacher, inputs: dict[str, np.n
                         desc=f"synthesis ({method.name}), rounds", leave=False,
                         disable=not report.is_writer())
         for index in progress:
-            state, metrics = _round(method, teacher_variables, state,
-                                    jax.random.fold_in(run_rng, index))
+            state, metrics = _run_round(method, teacher_variables, state,
+                                        jax.random.fold_in(run_rng, index))
             loss = np.asarray(metrics["loss"]).reshape(-1)
             check_finite(loss, method.name, "the rounds", index)
             progress.set_postfix(loss=f"{float(loss[-1]):.4g}")

@@ -13,11 +13,11 @@ Epoch by epoch (one round each, §A.2 of the supplement):
    decoded by the current generator's later layers (running BatchNorm statistics), on
    w_kl · KD(S, T; τ) + w_msarc · mSARC(S, T) (:mod:`jaxinv.cam`).
 
-The whole state (generator, its Adam, pool, student, its optimiser, round) is checkpointed by
-the rounds engine, so a killed run resumes bit-identically. The TransferSet is the pool's
-images; the student is the method's product, saved by `synthesize` as `models/student` and
-scored by the `synthesis_student` task (the distill task would retrain one without CFE and
-mSARC).
+The whole state (generator, its Adam, the epoch's z, pool, student, its optimiser, round) is
+checkpointed by the rounds engine, an epoch its four phases (draw, generator, pool, distil), so a
+killed run resumes bit-identically. The TransferSet is the pool's images; the student is the
+method's product, saved by `synthesize` as `models/student` and scored by the `synthesis_student`
+task (the distill task would retrain one without CFE and mSARC).
 
 Where the authors' code (skgyu/SpaceshipNet) departs from the supplement, a setting chooses:
 `generator_schedule` "cosine" (one Adam at 0.1 decaying to 0 over the run: the supplement) or
@@ -52,7 +52,7 @@ import optax
 
 from jaxinv import cam, feature_exchange, losses, models, train
 from jaxinv.models.spaceship import LEVELS, SpaceshipGenerator
-from jaxinv.synthesis.method import SynthesisMethod
+from jaxinv.synthesis.method import Phase, SynthesisMethod
 from jaxinv.teacher import Teacher, TeacherLayerError
 from jaxinv.validation import check_loss_weights, is_count
 
@@ -149,33 +149,56 @@ def spaceshipnet_method(teacher: Teacher, num_examples: int, *, batch_size: int 
                          **{f"f{level}": jnp.zeros((num_examples, *f.shape[1:]))
                             for level, f in zip(LEVELS, features, strict=True)}},
                 "round": jnp.zeros((), jnp.int32),
+                "z": jnp.zeros((batch_size, latent_dim)),  # drawn afresh every epoch
                 "student": train.init_model_state(student_model, student_tx, student_rng,
                                                   teacher.image_shape),
                 "inputs": inputs}
 
-    def fit_generator(state, teacher_variables, labels, z):
-        """g Adam steps of the generator on z; returns its variables, Adam state, last loss."""
+    def draw(state, teacher_variables, rng):
+        """The epoch's latent batch z (and, with the "restart" schedule, a fresh Adam)."""
+        del teacher_variables
+        opt_state = (generator_tx.init(state["generator"]["params"])
+                     if generator_schedule == "restart" else state["generator_opt"])
+        return {**state, "z": jax.random.normal(rng, (batch_size, latent_dim)),
+                "generator_opt": opt_state}, {}
+
+    def fit_generator(state, teacher_variables, rng):
+        """One Adam step of the generator on z with the epoch's balanced labels."""
+        del rng
+        labels = jnp.argmax(jax.lax.dynamic_slice_in_dim(
+            state["inputs"]["targets"], state["round"] * batch_size, batch_size), -1)
+
         def objective(params, batch_stats):
             (images, _), updates = generator.apply(
-                {"params": params, "batch_stats": batch_stats}, z, True, mutable=["batch_stats"])
+                {"params": params, "batch_stats": batch_stats}, state["z"], True,
+                mutable=["batch_stats"])
             logits, stats = teacher.batchnorm_statistics(images, teacher_variables)
             loss = (weights["cls"] * losses.cross_entropy(logits, labels)
                     + weights["bn"] * losses.batchnorm_statistics_loss(stats))
             return loss, updates["batch_stats"]
 
-        def one_step(carry, _):
-            variables, opt_state = carry
-            (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(
-                variables["params"], variables["batch_stats"])
-            updates, opt_state = generator_tx.update(grads, opt_state, variables["params"])
-            return ({"params": optax.apply_updates(variables["params"], updates),
-                     "batch_stats": batch_stats}, opt_state), loss
+        variables = state["generator"]
+        (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(
+            variables["params"], variables["batch_stats"])
+        updates, opt_state = generator_tx.update(grads, state["generator_opt"],
+                                                 variables["params"])
+        return ({**state, "generator": {"params": optax.apply_updates(variables["params"],
+                                                                       updates),
+                                        "batch_stats": batch_stats},
+                 "generator_opt": opt_state}, {"loss": loss})
 
-        opt_state = (generator_tx.init(state["generator"]["params"])
-                     if generator_schedule == "restart" else state["generator_opt"])
-        (variables, opt_state), values = jax.lax.scan(
-            one_step, (state["generator"], opt_state), None, length=generator_steps)
-        return variables, opt_state, values[-1]
+    def pool_batch(state, teacher_variables, rng):
+        """The epoch's images and features F1, F2, F3 join the pool."""
+        del teacher_variables, rng
+        # Normalised by the batch's own statistics as during the generator's steps (the
+        # running ones are left as those steps made them).
+        (images, features), _ = generator.apply(state["generator"], state["z"], True,
+                                                mutable=["batch_stats"])
+        start = state["round"] * batch_size
+        pool = {key: jax.lax.dynamic_update_slice_in_dim(state["pool"][key], value, start, 0)
+                for key, value in (("images", images), *(
+                    (f"f{level}", f) for level, f in zip(LEVELS, features, strict=True)))}
+        return {**state, "pool": pool, "round": state["round"] + 1}, {}
 
     def pooled_images(generator_variables, pool, filled, rng):
         """B images decoded from channel-exchanged pooled features of one random level."""
@@ -212,39 +235,19 @@ def spaceshipnet_method(teacher: Teacher, num_examples: int, *, batch_size: int 
         kd = losses.distillation_loss(logits, teacher_logits, temperature, scale_by_t2=False)
         return kd_scale * kd + weights["msarc"] * msarc, new_stats
 
-    def distil(state, generator_variables, pool, filled, teacher_variables, rng):
-        def one_step(student_state, step_rng):
-            images = pooled_images(generator_variables, pool, filled, step_rng)
-            (loss, batch_stats), grads = jax.value_and_grad(student_objective, has_aux=True)(
-                student_state.params, student_state.batch_stats, images, teacher_variables)
-            updates, opt_state = student_tx.update(grads, student_state.opt_state,
-                                                   student_state.params)
-            return train.ModelState(params=optax.apply_updates(student_state.params, updates),
-                                    batch_stats=batch_stats, opt_state=opt_state), loss
-
-        return jax.lax.scan(one_step, state, jax.random.split(rng, student_steps))
-
-    def step(state: dict, teacher_variables, rng: jax.Array) -> tuple[dict, dict]:
-        z_rng, student_rng = jax.random.split(rng)
-        start = state["round"] * batch_size
-        labels = jnp.argmax(jax.lax.dynamic_slice_in_dim(state["inputs"]["targets"], start,
-                                                         batch_size), -1)
-        z = jax.random.normal(z_rng, (batch_size, latent_dim))
-        generator_variables, generator_opt, loss = fit_generator(state, teacher_variables,
-                                                                 labels, z)
-        # The pooled features of the optimised batch, normalised by its own statistics as
-        # during the generator's steps (the running ones are left as those steps made them).
-        (images, features), _ = generator.apply(generator_variables, z, True,
-                                                mutable=["batch_stats"])
-        pool = {key: jax.lax.dynamic_update_slice_in_dim(state["pool"][key], value, start, 0)
-                for key, value in (("images", images), *(
-                    (f"f{level}", f) for level, f in zip(LEVELS, features, strict=True)))}
-        student_state, kd_losses = distil(state["student"], generator_variables, pool,
-                                          start + batch_size, teacher_variables, student_rng)
-        return ({"generator": generator_variables, "generator_opt": generator_opt,
-                 "pool": pool, "round": state["round"] + 1, "student": student_state,
-                 "inputs": state["inputs"]},
-                {"loss": loss, "student_loss": kd_losses[-1]})
+    def distil(state, teacher_variables, rng):
+        """One student step on decoded, channel-exchanged features of the pool so far."""
+        student_state = state["student"]
+        images = pooled_images(state["generator"], state["pool"],
+                               state["round"] * batch_size, rng)
+        (loss, batch_stats), grads = jax.value_and_grad(student_objective, has_aux=True)(
+            student_state.params, student_state.batch_stats, images, teacher_variables)
+        updates, opt_state = student_tx.update(grads, student_state.opt_state,
+                                               student_state.params)
+        student_state = train.ModelState(params=optax.apply_updates(student_state.params,
+                                                                    updates),
+                                         batch_stats=batch_stats, opt_state=opt_state)
+        return {**state, "student": student_state}, {"student_loss": loss}
 
     config = {"batch_size": batch_size, "generator_steps": generator_steps,
               "student_steps": student_steps, "latent_dim": latent_dim,
@@ -255,9 +258,11 @@ def spaceshipnet_method(teacher: Teacher, num_examples: int, *, batch_size: int 
               "exchange_partner": exchange_partner, "exchange_per_batch": exchange_per_batch,
               "kl_reduction": kl_reduction, "student": student,
               "student_optimizer": student_optimizer.to_dict()}
-    return SynthesisMethod(
-        name="spaceshipnet", init=init, step=step, images=lambda s: s["pool"]["images"],
-        num_steps=num_epochs, independent_examples=False, config=config,
+    phases = (Phase("draw", draw), Phase("generator", fit_generator, generator_steps),
+              Phase("pool", pool_batch), Phase("distil", distil, student_steps))
+    return SynthesisMethod.from_phases(
+        phases, name="spaceshipnet", init=init, images=lambda s: s["pool"]["images"],
+        num_steps=num_epochs, config=config,
         models=lambda s: {"student": (student, s["student"].variables)})
 
 
