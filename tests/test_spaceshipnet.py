@@ -126,6 +126,30 @@ def test_configs_are_valid_and_share_the_comparisons_budget(arg):
     assert (block.generator_schedule == "restart") == arg.endswith("_code")
 
 
+@pytest.mark.parametrize("images", [50, 250, 500, 1000, 2500])
+def test_table_e_configs_fix_the_students_steps_and_match_the_real_images(images):
+    config = experiment_configs.load_config(f"spaceshipnet.py:cifar10_images_{images}")
+    pipeline.check_config(config)
+    block = config.synthesis
+    assert block.num_epochs * block.batch_size == images
+    assert block.num_epochs * block.student_steps == 2000
+    assert config.synthesis_student.real_images == images
+    assert config.synthesis_student.real_distill.num_steps == 2000
+
+
+@pytest.mark.parametrize("override, message", [
+    (dict(real_images=-1), "real_images"),
+    (dict(real_images=10), "real_distill block"),
+    (dict(real_images=10, real_distill=dict(student="no_such_model")), "no_such_model"),
+    (dict(real_images=10, real_distill=dict(epochs=3)), "no setting 'epochs'"),
+])
+def test_a_bad_real_data_column_is_refused(override, message):
+    config = experiment_configs.load_config("spaceshipnet.py:smoke")
+    config.synthesis_student.update(override)
+    with pytest.raises(ValueError, match=message):
+        pipeline.check_config(config)
+
+
 def test_the_synthesis_student_task_refuses_a_method_that_trains_none():
     config = experiment_configs.load_config("spaceshipnet.py:smoke")
     config.synthesis = synthesis.get_method_module("impressions").smoke_config()
@@ -137,12 +161,18 @@ def test_the_synthesis_student_task_refuses_a_method_that_trains_none():
 def test_smoke_config_runs_end_to_end(mnist_bn_teacher, teacher_store, session_data_dir,
                                       monkeypatch, tmp_path):
     monkeypatch.setenv("JAXINV_DATA_DIR", session_data_dir)
-    results = pipeline.run(experiment_configs.load_config("spaceshipnet.py:smoke"),
-                           str(tmp_path / "run"))
+    config = experiment_configs.load_config("spaceshipnet.py:smoke")
+    # Table E's real-data column: KD on 200 real training images.
+    config.synthesis_student.real_images = 200
+    config.synthesis_student.real_distill = dict(student="bn_cnn_half", num_steps=150,
+                                                 batch_size=40, temperature=20.0)
+    results = pipeline.run(config, str(tmp_path / "run"))
     task = results["synthesis_student"]
     assert 0.0 <= task["student_test_accuracy"] <= 100.0
     assert 0.0 <= task["cam_difference"]["mae"] <= 255.0
     assert task["cam_difference"]["num_images"] == 200
+    assert task["real_images_student"]["num_images"] == 200
+    assert task["real_images_student"]["test_accuracy"] > 50.0  # chance is 10
     assert os.path.exists(tmp_path / "run" / "synthesis" / synthesis.MODELS_DIR / "student")
 
 

@@ -6,6 +6,9 @@
   # the ablations, without channel-wise feature exchange (p = 0) or without mSARC:
   jaxinv run spaceshipnet.py:mnist_no_cfe --workdir runs/spaceshipnet_mnist_no_cfe
   jaxinv run spaceshipnet.py:mnist_no_msarc --workdir runs/spaceshipnet_mnist_no_msarc
+  # Table E at CPU scale: 50, 250, 500, 1,000 or 2,500 optimised images (epochs of 50) on the
+  # CIFAR-10 teacher, the student's 2,000 steps fixed, next to KD on as many real images:
+  jaxinv run spaceshipnet.py:cifar10_images_250 --workdir runs/spaceshipnet_cifar10_images_250
   # the authors' code where it departs from the supplement (spaceshipnet.py's docstring):
   jaxinv run spaceshipnet.py:mnist_code --workdir runs/spaceshipnet_mnist_code
   # the paper's ResNet-34 -> ResNet-18 runs, for an accelerator, and their smoke variants:
@@ -24,9 +27,7 @@ decoded images (SGD 0.1, momentum 0.9, weight decay 1e-4); weights class 0.5, BN
 mSARC 1; τ = 30; p = 0.7. Sized for 2 CPU cores as deepinversion.py and cmi.py are: 5,000
 optimised images (50 epochs of 100), 100 generator steps of width 64 per epoch, and the
 student's 2,000 steps (40 per epoch, batch 100) of those configs' final students, on the
-same teachers and students. On CPU these runs are slow for now: XLA:CPU runs a convolution's
-weight gradient inside a scanned loop about 25x slower than in its own call (jax-ml/jax#12868),
-and the generator's and student's steps are such loops.
+same teachers and students.
 """
 
 import ml_collections
@@ -37,6 +38,9 @@ _VARIANTS = {"": {}, "_no_cfe": {"exchange_probability": 0.0}, "_no_msarc": {},
              "_code": {"generator_schedule": "restart", "generator_learning_rate": 1e-3,
                        "exchange_partner": "reversed", "exchange_per_batch": True,
                        "kl_reduction": "class_mean"}}
+# Table E: optimised images (epochs of TABLE_E_BATCH latents each).
+TABLE_E_IMAGES = (50, 250, 500, 1000, 2500)
+TABLE_E_BATCH = 50
 # dataset -> (teacher, student, the supplement's student accuracy: Table E's 51,200 optimised
 # images on CIFAR-10, Table D's random 50 % exchange on CIFAR-100)
 _PAPER = {"cifar10": ("resnet34", "resnet18", 95.39), "cifar100": ("resnet34", "resnet18", 77.41)}
@@ -44,7 +48,10 @@ _PAPER = {"cifar10": ("resnet34", "resnet18", 95.39), "cifar100": ("resnet34", "
 
 def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     """`arg`: mnist, fashion_mnist, cifar10 or smoke, optionally with _no_cfe, _no_msarc or
-    _code; or cifar10_paper / cifar100_paper, optionally with _smoke."""
+    _code; cifar10_images_<n> for n in TABLE_E_IMAGES; or cifar10_paper / cifar100_paper,
+    optionally with _smoke."""
+    if arg.startswith("cifar10_images_"):
+        return _table_e_config(arg.removeprefix("cifar10_images_"))
     if arg.removesuffix("_smoke").endswith("_paper"):
         return _paper_config(arg.removesuffix("_smoke").removesuffix("_paper"),
                              arg.endswith("_smoke"))
@@ -64,6 +71,23 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     config.synthesis_student = ml_collections.ConfigDict(dict(
         cam_limit=200 if smoke else 2000, eval_batch_size=1000))
     del config.distill
+    return config
+
+
+def _table_e_config(images: str) -> ml_collections.ConfigDict:
+    """cifar10 with `images` optimised images in epochs of 50, the student's steps spread over
+    them so that their total stays 2,000; and KD on as many real training images."""
+    if not images.isdigit() or int(images) not in TABLE_E_IMAGES:
+        raise ValueError(f"Unknown Table E size {images!r}; use one of {TABLE_E_IMAGES}.")
+    distill_block = load_sibling(__file__, "deepinversion.py", "cifar10").distill
+    config = get_config("cifar10")
+    num_epochs = int(images) // TABLE_E_BATCH
+    config.synthesis.update(num_epochs=num_epochs, batch_size=TABLE_E_BATCH,
+                            student_steps=distill_block.num_steps // num_epochs,
+                            checkpoint_every=max(1, num_epochs // 10))
+    distill_block.references = ()
+    config.synthesis_student.real_images = int(images)
+    config.synthesis_student.real_distill = distill_block
     return config
 
 

@@ -55,7 +55,7 @@ def default_config() -> ml_collections.ConfigDict:
         augment=dict(scale=0.0, translate=0.0, rotate_degrees=0.0, hflip=False)))
 
 
-def _with_defaults(config: ml_collections.ConfigDict | dict | None) -> ml_collections.ConfigDict:
+def with_defaults(config: ml_collections.ConfigDict | dict | None) -> ml_collections.ConfigDict:
     """:func:`default_config` with the entries of `config` (nested dicts too) set over it.
 
     Raises:
@@ -102,7 +102,7 @@ def distill(student: nn.Module | str, teacher: Teacher, images: np.ndarray, *, w
     Returns:
       The student module and its trained variables.
     """
-    config = _with_defaults(config)
+    config = with_defaults(config)
     if not config.temperature > 0:
         raise ValueError(f"distill.temperature τ must be > 0, got {config.temperature}.")
     train.check_fit_config(config, len(images), "distill.")
@@ -140,7 +140,7 @@ def distill_and_evaluate(student: nn.Module | str, teacher: Teacher, images: np.
       {"test_accuracy" (%), "seconds", "num_images"}; also written to `workdir/results.json`.
       A student given by name is saved in `workdir/model/` (`jaxinv.saved_model`).
     """
-    config = _with_defaults(config)
+    config = with_defaults(config)
     results_path = os.path.join(workdir, "results.json")
     if os.path.exists(results_path):
         return report.read_json(results_path)

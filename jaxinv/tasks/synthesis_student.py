@@ -9,8 +9,13 @@ SpaceshipNet's supplement: the difference between the teacher's and the student'
 activation maps (the last stage's, for the teacher's predicted class) on the test images,
 resized to the image and rescaled to [0, 255], as MAE and MSE.
 
+With `real_images` = n > 0 it also distils a fresh student, by the `real_distill` block (the
+distill task's settings), on n real training images drawn at random (seeded by the synthesis
+seed): the real-data column of Table E, where the number of optimised images varies.
+
 Config (`synthesis_student` block): `cam_limit` (test images the CAM difference is measured
-on, data.evaluation_subset's; None: all), `eval_batch_size`.
+on, data.evaluation_subset's; None: all), `eval_batch_size`; optionally `real_images` (0: off)
+and `real_distill`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 from jaxinv import cam, data, models, report, saved_model, synthesis, tasks, train
 from jaxinv.models.stages import STAGES
 from jaxinv.synthesis.transfer_set import TransferSet
+from jaxinv.tasks import distill
 from jaxinv.teacher import Teacher
 from jaxinv.validation import is_count
 
@@ -41,6 +47,16 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
     if not is_count(block.eval_batch_size):
         raise ValueError(f"synthesis_student.eval_batch_size must be a whole number ≥ 1, got "
                          f"{block.eval_batch_size!r}.")
+    real_images = block.get("real_images", 0)
+    if real_images:
+        if not is_count(real_images):
+            raise ValueError(f"synthesis_student.real_images must be 0 (off) or a whole number "
+                             f"of real training images ≥ 1, got {real_images!r}.")
+        if "real_distill" not in block:
+            raise ValueError("synthesis_student.real_images needs a real_distill block (the "
+                             "distill task's settings) to train the real-data student with.")
+        models.get_model(distill.with_defaults(block.real_distill).student,
+                         num_classes=data.num_classes(config.dataset))
     if config.synthesis.method != "spaceshipnet":
         raise ValueError(f"task='synthesis_student' scores the student a synthesis method "
                          f"trains, but synthesis.method={config.synthesis.method!r} trains "
@@ -74,7 +90,8 @@ def last_stage_cams(model, variables: dict, images: np.ndarray, classes: np.ndar
 
 def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: TransferSet,
         workdir: str) -> dict:
-    """{"student_test_accuracy", "cam_difference": {"mae", "mse", "num_images"}}."""
+    """{"student_test_accuracy", "cam_difference": {"mae", "mse", "num_images"}}, and with
+    `real_images`, {"real_images_student": {"test_accuracy", "num_images", ...}}."""
     del transfer_set
     results_path = os.path.join(workdir, "results.json")
     if os.path.exists(results_path):
@@ -100,6 +117,13 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
         results["cam_difference"] = {"mae": float(difference["mae"]),
                                      "mse": float(difference["mse"]),
                                      "num_images": int(len(subset.labels))}
+    if block.get("real_images", 0):
+        train_set = data.load_dataset(config.dataset, "train",
+                                      image_size=config.get("image_size"))
+        real = data.subsample(train_set, block.real_images, seed=config.synthesis.seed)
+        results["real_images_student"] = distill.distill_and_evaluate(
+            block.real_distill.student, teacher, real.images, test,
+            config=block.real_distill, workdir=os.path.join(workdir, "real_images_student"))
     os.makedirs(workdir, exist_ok=True)
     report.write_json(results_path, results)
     return results
