@@ -6,8 +6,8 @@ A :class:`SynthesisMethod` holds three pure functions over an explicit state:
   step(state, teacher_variables, rng) -> (state, metrics)
   images(state) -> (n, H, W, C) in [0, 1]
 
-A stateful method may also declare its round as :class:`Phase` s (fit a generator for 200 steps,
-pool its batch, distil a student for 400 steps): :meth:`SynthesisMethod.from_phases` derives
+A stateful method may also declare its round as phases (:class:`Phase`: fit a generator for 200
+steps, pool its batch, distil a student for 400 steps): :meth:`SynthesisMethod.from_phases` derives
 `step` as their scans, and `rounds.py` runs them on CPU as host loops of jitted steps instead,
 because XLA:CPU computes convolution weight gradients inside a loop many times slower than in
 a jitted call of their own (jax-ml/jax#12868).
