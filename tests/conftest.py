@@ -5,6 +5,7 @@ tests of configs whose teacher is `teacher.py:smoke` reuse the one MNIST teacher
 `mnist_teacher` fixture trains, instead of each training its own.
 """
 
+import gc
 import os
 import pathlib
 
@@ -35,6 +36,16 @@ def _data_dir_or_skip() -> str:
 def data_dir() -> str:
     """The folder of real npz datasets: $JAXINV_DATA_DIR, else ../shared/data next to the repo."""
     return _data_dir_or_skip()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_code():
+    """Frees each module's compiled executables when it ends: the suite runs in one process
+    for about 45 minutes, and the jit caches otherwise keep every executable (and the methods
+    and teachers their static arguments close over) until it exits."""
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
