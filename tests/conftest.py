@@ -40,9 +40,9 @@ def data_dir() -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def _release_compiled_code():
-    """Frees each module's compiled executables when it ends: the suite runs in one process
-    for about 45 minutes, and the jit caches otherwise keep every executable (and the methods
-    and teachers their static arguments close over) until it exits."""
+    """Frees each module's compiled executables when it ends: the whole suite runs in one
+    process, and the jit caches otherwise keep every executable (and the methods and teachers
+    their static arguments close over) until it exits."""
     yield
     jax.clear_caches()
     gc.collect()

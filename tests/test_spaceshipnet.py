@@ -127,7 +127,9 @@ def test_configs_are_valid_and_share_the_comparisons_budget(arg):
 
 
 @pytest.mark.parametrize("images", [50, 250, 500, 1000, 2500])
-def test_table_e_configs_fix_the_students_steps_and_match_the_real_images(images):
+def test_table_e_configs_fix_the_students_steps_and_match_the_real_images(images, data_dir,
+                                                                         monkeypatch):
+    monkeypatch.setenv("JAXINV_DATA_DIR", data_dir)
     config = experiment_configs.load_config(f"spaceshipnet.py:cifar10_images_{images}")
     pipeline.check_config(config)
     block = config.synthesis
@@ -142,8 +144,10 @@ def test_table_e_configs_fix_the_students_steps_and_match_the_real_images(images
     (dict(real_images=10), "real_distill block"),
     (dict(real_images=10, real_distill=dict(student="no_such_model")), "no_such_model"),
     (dict(real_images=10, real_distill=dict(epochs=3)), "no setting 'epochs'"),
+    (dict(real_images=10**6, real_distill=dict()), "holds 60000 images"),
 ])
-def test_a_bad_real_data_column_is_refused(override, message):
+def test_a_bad_real_data_column_is_refused(override, message, data_dir, monkeypatch):
+    monkeypatch.setenv("JAXINV_DATA_DIR", data_dir)
     config = experiment_configs.load_config("spaceshipnet.py:smoke")
     config.synthesis_student.update(override)
     with pytest.raises(ValueError, match=message):

@@ -57,6 +57,11 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
                              "distill task's settings) to train the real-data student with.")
         models.get_model(distill.with_defaults(block.real_distill).student,
                          num_classes=data.num_classes(config.dataset))
+        available = len(data.load_dataset(config.dataset, "train").labels)
+        if real_images > available:
+            raise ValueError(f"synthesis_student.real_images = {real_images}, but the "
+                             f"{config.dataset} training set holds {available} images; ask for "
+                             "at most that many.")
     if config.synthesis.method != "spaceshipnet":
         raise ValueError(f"task='synthesis_student' scores the student a synthesis method "
                          f"trains, but synthesis.method={config.synthesis.method!r} trains "
