@@ -49,8 +49,8 @@ def test_rounds_fill_pool_and_bank_and_carry_head_and_student(built, mnist_bn_te
     heads, students = [jax.device_get(state["head"])], [jax.device_get(state["student"].params)]
     for index in range(3):
         earlier = np.asarray(state["pool"])
-        state, metrics = rounds._round(method, parallel.replicate(mnist_bn_teacher.variables),
-                                       state, jax.random.key(index + 1))
+        state, metrics = rounds._run_round(method, parallel.replicate(mnist_bn_teacher.variables),
+                                           state, jax.random.key(index + 1))
         assert np.isfinite(metrics["loss"]) and np.isfinite(metrics["student_loss"])
         filled = 10 * (index + 1)
         pool = np.asarray(state["pool"])
