@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxinv import data, losses, models, pipeline, synthesis, train
+from jaxinv import data, diversity, losses, models, pipeline, synthesis, train
 from jaxinv.synthesis import deepinversion
 from jaxinv.teacher import TeacherLayerError
 
@@ -88,6 +88,12 @@ def test_smoke_config_runs_end_to_end(spec, method, mnist_bn_teacher, teacher_st
     assert results["method"] == method and results["num_transfer_images"] == 80
     assert results["teacher_target_agreement"] > 0.3  # chance: 0.1
     assert 0.0 <= results["distill"]["student_test_accuracy"] <= 100.0
+    # Every set's diversity; the real images' and the KD ceiling once, with DeepInversion.
+    assert set(results["distill"]["diversity"]) == {
+        *(f"fid_{layer}" for layer in diversity.LAYERS), "pairwise_cosine_distance"}
+    with_ceiling = method == "deepinversion"
+    assert ("diversity_real" in results["distill"]) == with_ceiling
+    assert ("student_kd_test_accuracy" in results["distill"]) == with_ceiling
 
 
 def test_the_bn_teacher_learns_mnist(mnist_bn_teacher, session_data_dir):

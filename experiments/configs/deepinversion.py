@@ -69,5 +69,5 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
         augment=dict(scale=0.0, translate=0.125 if colour else 0.0, rotate_degrees=0.0,
                      hflip=colour),
         # KD on real data, the ceiling of bn_impressions.py, ADI and cmi.py, is run once, here.
-        references=() if smoke or adaptive else ("kd",), diversity=not smoke))
+        references=() if adaptive else ("kd",), diversity=True))
     return config

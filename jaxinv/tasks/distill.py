@@ -277,7 +277,7 @@ def run(config: ml_collections.ConfigDict, teacher: Teacher, transfer_set: Trans
         train_set = data.load_dataset(config.dataset, "train",
                                       image_size=config.get("image_size"))
         if block.get("diversity", False) and "kd" in block.references:
-            real = data.subsample(train_set, min(len(transfer_set), len(train_set)),
+            real = data.subsample(train_set, min(len(transfer_set), len(train_set.images)),
                                   seed=block.seed)
             results["diversity_real"] = diversity.measure(teacher, real.images, test.images)
         for kind in block.references:
