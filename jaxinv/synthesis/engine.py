@@ -1,7 +1,8 @@
 """The engine for methods whose examples are independent: chunks, jit/scan, sharding, resume.
 
 For each chunk of examples it calls the method's `init`, runs `lax.scan` over its `step` inside
-`jit` with the example axis of the inputs sharded over the `data` mesh axis, checks the loss for
+`jit` (on CPU, one jitted call per step) with the example axis of the inputs sharded over the
+`data` mesh axis, checks the loss for
 NaN/inf, and writes the finished chunk through Orbax. Every random draw comes from
 `fold_in(seed, chunk)` and then the step, so a chunk's result depends neither on earlier
 interruptions nor on the number of devices.
@@ -63,13 +64,36 @@ def _init_chunk(method: SynthesisMethod, inputs, init_rng):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=3)
-def _run_steps(method: SynthesisMethod, num_steps: int, teacher_variables, state, chunk_rng,
-               first_step):
-    """`num_steps` steps from step `first_step`; returns the state and per-step metrics."""
+def _scanned_steps(method: SynthesisMethod, num_steps: int, teacher_variables, state, chunk_rng,
+                   first_step):
     def scan_step(state, step):
         return method.step(state, teacher_variables, jax.random.fold_in(chunk_rng, step))
 
     return jax.lax.scan(scan_step, state, first_step + jnp.arange(num_steps))
+
+
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=2)
+def _one_step(method: SynthesisMethod, teacher_variables, state, chunk_rng, step):
+    return method.step(state, teacher_variables, jax.random.fold_in(chunk_rng, step))
+
+
+def _run_steps(method: SynthesisMethod, num_steps: int, teacher_variables, state, chunk_rng,
+               first_step: int):
+    """`num_steps` steps from step `first_step`; returns the state and per-step metrics.
+
+    One scanned call, or on CPU one jitted call per step: XLA:CPU runs convolutions inside
+    loops several times slower than in a call of their own (jax-ml/jax#12868).
+    """
+    if jax.default_backend() != "cpu":
+        return _scanned_steps(method, num_steps, teacher_variables, state, chunk_rng,
+                              first_step)
+    metrics = []
+    for step in range(first_step, first_step + num_steps):
+        state, step_metrics = _one_step(method, teacher_variables, state, chunk_rng, step)
+        # One step in flight at a time: queued steps whose cross-device reductions wait on one
+        # another can starve XLA:CPU's collectives of threads when devices outnumber cores.
+        metrics.append(jax.block_until_ready(step_metrics))
+    return state, jax.tree.map(lambda *values: jnp.stack(values), *metrics)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

@@ -173,7 +173,8 @@ def group_gradients(loss_fn: Callable[[Any, Any, dict, jax.Array], jax.Array], *
 
         batch_size = (None if micro_batch is None
                       else max(1, micro_batch // group_size))
-        if batch_size is None:
+        # One micro-batch needs no loop, and XLA:CPU runs convolutions in loops slowly.
+        if batch_size is None or len(group_rngs) <= batch_size:
             return jax.vmap(one_group)((grouped_params, grouped_inputs, group_rngs))
         return jax.lax.map(one_group, (grouped_params, grouped_inputs, group_rngs),
                            batch_size=batch_size)
