@@ -2,10 +2,9 @@
 
 For each chunk of examples it calls the method's `init`, runs `lax.scan` over its `step` inside
 `jit` (on CPU, one jitted call per step) with the example axis of the inputs sharded over the
-`data` mesh axis, checks the loss for
-NaN/inf, and writes the finished chunk through Orbax. Every random draw comes from
-`fold_in(seed, chunk)` and then the step, so a chunk's result depends neither on earlier
-interruptions nor on the number of devices.
+`data` mesh axis, checks the loss for NaN/inf, and writes the finished chunk through Orbax.
+Every random draw comes from `fold_in(seed, chunk)` and then the step, so a chunk's result
+depends neither on earlier interruptions nor on the number of devices.
 """
 
 from __future__ import annotations
