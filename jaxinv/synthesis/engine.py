@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxinv import checkpoint, parallel, report
-from jaxinv.synthesis.method import SynthesisMethod
+from jaxinv.synthesis.method import SynthesisMethod, steps_as_calls
 from jaxinv.teacher import Teacher
 from jaxinv.validation import is_count
 
@@ -80,10 +80,9 @@ def _run_steps(method: SynthesisMethod, num_steps: int, teacher_variables, state
                first_step: int):
     """`num_steps` steps from step `first_step`; returns the state and per-step metrics.
 
-    One scanned call, or on CPU one jitted call per step: XLA:CPU runs convolutions inside
-    loops several times slower than in a call of their own (jax-ml/jax#12868).
+    One scanned call, or one jitted call per step where :func:`steps_as_calls`.
     """
-    if jax.default_backend() != "cpu":
+    if not steps_as_calls():
         return _scanned_steps(method, num_steps, teacher_variables, state, chunk_rng,
                               first_step)
     metrics = []

@@ -121,6 +121,13 @@ class SynthesisMethod:
                    independent_examples=False, **fields)
 
 
+def steps_as_calls() -> bool:
+    """Whether the engines run one jitted call per step instead of one scan over the steps:
+    on CPU, where XLA runs convolutions inside loops several times slower than in a call of
+    their own (jax-ml/jax#12868)."""
+    return jax.default_backend() == "cpu"
+
+
 def default_micro_batch() -> int | None:
     """64 on CPU; None (the whole local chunk at once) on accelerators."""
     return CPU_MICRO_BATCH if jax.default_backend() == "cpu" else None

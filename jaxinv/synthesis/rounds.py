@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from jaxinv import checkpoint, parallel, report
 from jaxinv.synthesis.engine import check_finite
-from jaxinv.synthesis.method import SynthesisMethod, phase_keys
+from jaxinv.synthesis.method import SynthesisMethod, phase_keys, steps_as_calls
 from jaxinv.teacher import Teacher
 from jaxinv.validation import is_count
 
@@ -42,7 +42,7 @@ def _phase_step(method: SynthesisMethod, index: int, teacher_variables, state, r
 
 def _run_round(method: SynthesisMethod, teacher_variables, state, rng):
     """One round: one jitted call, or on CPU the phases' steps one jitted call each."""
-    if not method.phases or jax.default_backend() != "cpu":
+    if not method.phases or not steps_as_calls():
         return _round(method, teacher_variables, state, rng)
     metrics = {}
     for index, phase in enumerate(method.phases):
