@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import glob
 import json
 import os
@@ -39,6 +40,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
@@ -243,6 +245,24 @@ def _load(section: str) -> dict | None:
     return report.read_json(path) if os.path.exists(path) else None
 
 
+def _figure(name: str, draw: Callable[[str], bool]) -> str | None:
+    """benchmarks/figures/`name`, redrawn by `draw(path)` when the recorded runs it needs are
+    in runs/ (it returns whether it drew), else the figure drawn when they were recorded: runs/
+    is not committed, and a fresh checkout rewriting BENCHMARKS.md keeps its figures. None if
+    there is no figure."""
+    figure = os.path.join("benchmarks", "figures", name)
+    draw(os.path.join(REPO, figure))
+    return figure if os.path.exists(os.path.join(REPO, figure)) else None
+
+
+def _copy_if_present(source: str) -> Callable[[str], bool]:
+    def draw(path: str) -> bool:
+        if os.path.exists(source):
+            shutil.copyfile(source, path)
+        return os.path.exists(source)
+    return draw
+
+
 def _fmt(value) -> str:
     return "—" if value is None else f"{value:.2f}"
 
@@ -389,11 +409,8 @@ def table10(dataset: str) -> str | None:
             ahead = by_source["di_ahead_of_ci_beyond_spread"]
             findings.append(f"{eps}: {'yes' if ahead else 'no'}")
     largest = round(max(results["eps_values"]) * 255)
-    source_figure = os.path.join(REPO, _workdir(entry["command"]), "uap", "figures",
-                                 f"uaps_eps{largest}.png")
-    figure = os.path.join("benchmarks", "figures", f"uaps_{dataset}.png")
-    if os.path.exists(source_figure):
-        shutil.copyfile(source_figure, os.path.join(REPO, figure))
+    figure = _figure(f"uaps_{dataset}.png", _copy_if_present(os.path.join(
+        REPO, _workdir(entry["command"]), "uap", "figures", f"uaps_eps{largest}.png")))
     return (f"## Table 10 ({dataset}): fooling rates of UAPs, % of test images whose label "
             f"changes\n\n"
             f"Recorded {entry['date']} on {entry['processor']} by `{entry['command']}`. "
@@ -405,8 +422,9 @@ def table10(dataset: str) -> str | None:
             + report.markdown_table(["ε", "source", "fooling rate %", "accuracy under UAP %",
                                      "paper fooling rate %"], rows)
             + "\n\nDI-crafted UAPs fool more than CI-crafted ones by more than the seeds' "
-            f"spread: {'; '.join(findings)} (paper: yes, by 4.05 points or more).\n\n"
-            f"![sampled UAPs at ε = {largest}/255 over test images]({figure})")
+            f"spread: {'; '.join(findings)} (paper: yes, by 4.05 points or more)."
+            + (f"\n\n![sampled UAPs at ε = {largest}/255 over test images]({figure})"
+               if figure else ""))
 
 
 # Table 9 of the paper: SHOT (Liang et al., ICML 2020) on the paper's network, cited, not rerun.
@@ -477,12 +495,10 @@ def table7() -> str | None:
                  "β adapts better.\n\n"
                  + report.markdown_table(["direction", "β ∈ {0.01, 0.1}", "β ∈ {0.1, 1.0}",
                                           "lower β better beyond the seeds' spread"], ablation))
-    source_figure = os.path.join(REPO, _workdir(first["command"]), "adapt", "figures",
-                                 "tsne.png")
-    if os.path.exists(source_figure):
-        direction = next(iter(entries))
-        figure = os.path.join("benchmarks", "figures", f"fig6_tsne_{direction}.png")
-        shutil.copyfile(source_figure, os.path.join(REPO, figure))
+    direction = next(iter(entries))
+    figure = _figure(f"fig6_tsne_{direction}.png", _copy_if_present(os.path.join(
+        REPO, _workdir(first["command"]), "adapt", "figures", "tsne.png")))
+    if figure is not None:
         text += (f"\n\nFig. 6 ({_DIRECTIONS[direction]}, seed 0): t-SNE of encoder features "
                  f"of the source DIs and of MNIST test images, before and after adaptation; "
                  f"colour is the class, marker the domain.\n\n![Fig. 6]({figure})")
@@ -643,16 +659,14 @@ def bn_methods_tables() -> str | None:
                          "(Adam 0.1, clipped).\n\n" + report.markdown_table(
                              ["variant", "student", "difference", "FID shallow", "FID middle",
                               "FID final", "diversity", "paper", "command"], ablation))
-    for dataset in _BN_DATASETS:
-        sets = {label.split(" (")[0]: _recorded_transfer_set(f"{method}_{dataset}")
-                for method, (_, label) in _BN_METHODS.items()}
-        sets = {name: transfer_set for name, transfer_set in sets.items() if transfer_set}
-        if len(sets) > 1:
-            from jaxinv import data
+    from jaxinv import data
 
-            figure = os.path.join("benchmarks", "figures", f"bn_methods_samples_{dataset}.png")
-            figures_lib.samples_by_method(sets, list(data.class_names(dataset)),
-                                          os.path.join(REPO, figure))
+    for dataset in _BN_DATASETS:
+        sections = {label.split(" (")[0]: f"{method}_{dataset}"
+                    for method, (_, label) in _BN_METHODS.items()}
+        figure = _figure(f"bn_methods_samples_{dataset}.png", functools.partial(
+            _draw_samples, sections, list(data.class_names(dataset))))
+        if figure is not None:
             parts.append(f"Samples of each method from the same {dataset} BN teacher, titled with "
                          f"the teacher's top class.\n\n![samples by method]({figure})")
     return "\n\n".join(parts)
@@ -852,12 +866,13 @@ def dfm_tables() -> str | None:
                      "test set.\n\n" + report.markdown_table(["origin", "ε", *names],
                                                             robustness))
     for origin, label in _DFM_ORIGINS.items():
-        figure = os.path.join("runs", f"dfm_{origin}", "chain", "figures", "chain.png")
-        if entries[origin] is not None and os.path.exists(os.path.join(REPO, figure)):
-            target = os.path.join("benchmarks", "figures", f"dfm_chain_{origin}.png")
-            shutil.copyfile(os.path.join(REPO, figure), os.path.join(REPO, target))
+        if entries[origin] is None:
+            continue
+        figure = _figure(f"dfm_chain_{origin}.png", _copy_if_present(os.path.join(
+            REPO, _workdir(entries[origin]["command"]), "chain", "figures", "chain.png")))
+        if figure is not None:
             parts.append(f"Fig. 2, {label}: real test images, then the first images of "
-                         f"D1..D5.\n\n![chain]({target})")
+                         f"D1..D5.\n\n![chain]({figure})")
     return "\n\n".join(parts)
 
 
@@ -868,6 +883,15 @@ def _recorded_transfer_set(section: str):
     path = entry and os.path.join(REPO, _workdir(entry["command"]), "synthesis",
                                   "transfer_set.npz")
     return TransferSet.load(path) if path and os.path.exists(path) else None
+
+
+def _draw_samples(sections: dict[str, str], class_names: list[str], path: str) -> bool:
+    """Samples of each method's recorded set ({title: section}), when all of them are here."""
+    sets = {title: _recorded_transfer_set(section) for title, section in sections.items()}
+    if any(transfer_set is None for transfer_set in sets.values()):
+        return False
+    figures_lib.samples_by_method(sets, class_names, path)
+    return True
 
 
 def cake_tables() -> str | None:
@@ -975,11 +999,10 @@ def cake_tables() -> str | None:
                          ["teacher", "teacher accuracy",
                           *[_CAKE_TYPE_NAMES[t] for t in _CAKE_TYPES]], rows)
                      + f"\n\n![cross-type matrix]({figure})")
-    cake_set, di_set = _recorded_transfer_set("cake_mnist"), _recorded_transfer_set("zskd_mnist")
-    if cake_set is not None and di_set is not None:
-        figure = os.path.join("benchmarks", "figures", "cake_samples_mnist.png")
-        figures_lib.samples_by_method({"CAKE": cake_set, "Data Impressions": di_set},
-                                      [str(c) for c in range(10)], os.path.join(REPO, figure))
+    figure = _figure("cake_samples_mnist.png", functools.partial(
+        _draw_samples, {"CAKE": "cake_mnist", "Data Impressions": "zskd_mnist"},
+        [str(c) for c in range(10)]))
+    if figure is not None:
         parts.append("CAKE samples (spread over the sample sets, largest step size first) "
                      "next to Data Impressions of the same MNIST teacher, titled with the "
                      f"teacher's top class.\n\n![CAKE and DI samples]({figure})")
