@@ -15,7 +15,9 @@ import argparse
 import ast
 import difflib
 import os
+import signal
 import sys
+import threading
 
 import ml_collections
 
@@ -119,9 +121,24 @@ def run_demo(workdir: str) -> dict:
     return results
 
 
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _interrupt_directly() -> None:
+    """Makes Ctrl-C raise KeyboardInterrupt wherever the run is. Under Python's own handler,
+    `asyncio.run` (checkpoint serialization calls it) swaps in one that only cancels its task,
+    and a library that catches the cancellation loses the interrupt: the run went on to the end.
+    A SIGINT ignored on purpose (a background job) stays ignored."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    _interrupt_directly()
     rest, overrides = _split_overrides(argv)
     args = build_parser().parse_args(rest)
     try:
