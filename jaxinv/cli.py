@@ -126,10 +126,10 @@ def _raise_keyboard_interrupt(signum, frame):
 
 
 def _interrupt_directly() -> None:
-    """Makes Ctrl-C raise KeyboardInterrupt wherever the run is. Under Python's own handler,
-    `asyncio.run` (checkpoint serialization calls it) swaps in one that only cancels its task,
-    and a library that catches the cancellation loses the interrupt: the run went on to the end.
-    A SIGINT ignored on purpose (a background job) stays ignored."""
+    """Makes Ctrl-C raise KeyboardInterrupt wherever the run is. In place of Python's own
+    handler, `asyncio.run` (jax's array serialization calls it) installs one that only cancels
+    its task, and code that catches the cancellation loses the interrupt; a run once went on
+    to its end after Ctrl-C. A SIGINT ignored on purpose (a background job) stays ignored."""
     if (threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
         signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
