@@ -11,6 +11,9 @@
   jaxinv run spaceshipnet.py:cifar10_images_250 --workdir runs/spaceshipnet_cifar10_images_250
   # the authors' code where it departs from the supplement (spaceshipnet.py's docstring):
   jaxinv run spaceshipnet.py:mnist_code --workdir runs/spaceshipnet_mnist_code
+  # the pool distilled afterwards, as deepinversion.py and cmi.py distil their sets, instead
+  # of the online student (run in a copy of a finished run's workdir, it reuses its pool):
+  jaxinv run spaceshipnet.py:mnist_pool_kd --workdir runs/spaceshipnet_mnist_pool_kd
   # the paper's ResNet-34 -> ResNet-18 runs, for an accelerator, and their smoke variants:
   jaxinv run spaceshipnet.py:cifar10_paper --workdir runs/spaceshipnet_cifar10_paper
   jaxinv run spaceshipnet.py:cifar100_paper --workdir runs/spaceshipnet_cifar100_paper
@@ -37,7 +40,8 @@ from jaxinv.experiment_configs import load_sibling
 _VARIANTS = {"": {}, "_no_cfe": {"exchange_probability": 0.0}, "_no_msarc": {},
              "_code": {"generator_schedule": "restart", "generator_learning_rate": 1e-3,
                        "exchange_partner": "reversed", "exchange_per_batch": True,
-                       "kl_reduction": "class_mean"}}
+                       "kl_reduction": "class_mean"},
+             "_pool_kd": {}}
 # Table E: optimised images (epochs of TABLE_E_BATCH latents each).
 TABLE_E_IMAGES = (50, 250, 500, 1000, 2500)
 TABLE_E_BATCH = 50
@@ -47,9 +51,9 @@ _PAPER = {"cifar10": ("resnet34", "resnet18", 95.39), "cifar100": ("resnet34", "
 
 
 def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
-    """`arg`: mnist, fashion_mnist, cifar10 or smoke, optionally with _no_cfe, _no_msarc or
-    _code; cifar10_images_<n> for n in TABLE_E_IMAGES; or cifar10_paper / cifar100_paper,
-    optionally with _smoke."""
+    """`arg`: mnist, fashion_mnist, cifar10 or smoke, optionally with _no_cfe, _no_msarc,
+    _code or _pool_kd; cifar10_images_<n> for n in TABLE_E_IMAGES; or cifar10_paper /
+    cifar100_paper, optionally with _smoke."""
     if arg.startswith("cifar10_images_"):
         return _table_e_config(arg.removeprefix("cifar10_images_"))
     if arg.removesuffix("_smoke").endswith("_paper"):
@@ -67,6 +71,11 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     config.synthesis.update(_VARIANTS[variant])
     if variant == "_no_msarc":
         config.synthesis.weights.msarc = 0.0
+    if variant == "_pool_kd":
+        # The pool distilled afterwards as the other methods' sets are, by deepinversion.py's
+        # distill block: tells the images' worth apart from the online student's training.
+        config.task = "distill"
+        return config
     config.task = "synthesis_student"
     config.synthesis_student = ml_collections.ConfigDict(dict(
         cam_limit=200 if smoke else 2000, eval_batch_size=1000))
