@@ -21,3 +21,23 @@ def test_a_figure_is_refreshed_from_its_run_and_kept_once_the_run_is_gone(tmp_pa
     source.unlink()  # a fresh checkout: runs/ is not committed
     assert record._figure("x.png", record._copy_if_present(str(source))) == figure
     assert (tmp_path / figure).read_bytes() == b"drawn by the run"
+
+
+def test_spaceshipnet_ablation_claims_a_difference_only_with_three_seeds_a_side(monkeypatch):
+    accuracies = {"mnist": [70.0, 71.0, 72.0], "mnist_no_cfe": [50.0, 51.0, 52.0],
+                  "mnist_code": [95.0]}
+
+    def load(name):
+        for run, values in accuracies.items():
+            for seed, value in enumerate(values):
+                if name == f"spaceshipnet_{run}_seed{seed}":
+                    return {"command": f"jaxinv run {run} --seed={seed}", "date": "today",
+                            "results": {"synthesis_student": {"student_test_accuracy": value}}}
+        return None
+
+    monkeypatch.setattr(record, "_load", load)
+    rows = {line.split(" | ")[0].strip("| "): line
+            for line in record.spaceshipnet_tables().splitlines() if line.startswith("| Space")}
+    assert "-20.00 (beyond the spread)" in rows["SpaceshipNet without CFE"]
+    code = rows["SpaceshipNet with the authors' code's settings"]
+    assert "95.00 (1 seed)" in code and "+24.00" in code and "beyond" not in code
