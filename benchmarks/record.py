@@ -169,15 +169,18 @@ for _dataset in _BN_DATASETS:
     for _variant, _label in _SPACESHIP_VARIANTS.items():
         if _variant and _dataset != "mnist":
             continue
-        for _seed in range(3):
+        for _seed in range(1 if _variant == "_code" else 3):
             EXPERIMENTS[f"spaceshipnet_{_dataset}{_variant}_seed{_seed}"] = (
                 f"jaxinv run spaceshipnet.py:{_dataset}{_variant} "
                 f"--workdir runs/spaceshipnet_{_dataset}{_variant}_seed{_seed} "
                 f"--config.synthesis.seed={_seed}", f"{_label} on the BN CNN, {_dataset}")
 # Seed 0's pool distilled afterwards as the other methods' sets are (three students).
 EXPERIMENTS["spaceshipnet_mnist_pool_kd"] = (
-    "jaxinv run spaceshipnet.py:mnist_pool_kd --workdir runs/spaceshipnet_mnist_pool_kd "
-    "--config.distill.num_seeds=3", "SpaceshipNet's pool distilled afterwards, mnist")
+    f"jaxinv run spaceshipnet.py:mnist_pool_kd --workdir runs/spaceshipnet_mnist_pool_kd "
+    f"{_THREE_SEEDS}", "SpaceshipNet's pool distilled afterwards, mnist")
+# Experiments that distil the set another one synthesised: section -> that section, whose
+# synthesis/ folder is copied into the experiment's workdir before it runs.
+REUSED_SYNTHESIS = {"spaceshipnet_mnist_pool_kd": "spaceshipnet_mnist_seed0"}
 for _images in (50, 250, 500, 1000, 2500):
     EXPERIMENTS[f"spaceshipnet_cifar10_images_{_images}"] = (
         f"jaxinv run spaceshipnet.py:cifar10_images_{_images} "
@@ -208,8 +211,8 @@ GROUPS["zskd_protocol"] = tuple(f"zskd_{dataset}_{variant}" for dataset in _ZSKD
                                for variant in ("protocol", "released"))
 GROUPS.update({f"spaceshipnet_{dataset}": tuple(
     f"spaceshipnet_{dataset}_seed{seed}" for seed in range(3)) for dataset in _BN_DATASETS})
-# The ablations need three seeds to make a claim; the code's settings are measured once, as
-# issue 26 asks.
+# The ablations need three seeds to make a claim; the code's settings are measured once, a
+# reference point beside the supplement's defaults.
 GROUPS["spaceshipnet_ablation"] = (
     *(f"spaceshipnet_mnist{variant}_seed{seed}" for variant in ("_no_cfe", "_no_msarc")
       for seed in range(3)), "spaceshipnet_mnist_code_seed0")
@@ -236,8 +239,23 @@ def _workdir(command: str) -> str:
     return words[words.index("--workdir") + 1]
 
 
+def _copy_reused_synthesis(section: str, command: str) -> None:
+    """Gives `section`'s workdir a copy of the synthesis/ folder of the run it reuses."""
+    source_section = REUSED_SYNTHESIS[section]
+    source = os.path.join(REPO, _workdir(EXPERIMENTS[source_section][0]), "synthesis")
+    target = os.path.join(REPO, _workdir(command), "synthesis")
+    if os.path.isdir(target):
+        return
+    if not os.path.exists(os.path.join(source, "transfer_set.npz")):
+        raise SystemExit(f"{section} distils the set of {source_section}, which is not "
+                         f"finished: run `python benchmarks/record.py {source_section}` first.")
+    shutil.copytree(source, target)
+
+
 def record(section: str, command: str) -> dict:
     """Runs `command` (resuming), keeps its results with command, date and processor."""
+    if section in REUSED_SYNTHESIS:
+        _copy_reused_synthesis(section, command)
     subprocess.run(shlex.split(command), check=True, cwd=REPO)
     results_path = os.path.join(REPO, _workdir(command), "results.json")
     entry = {"command": command, "date": datetime.date.today().isoformat(),
@@ -251,9 +269,9 @@ def _load(section: str) -> dict | None:
     return report.read_json(path) if os.path.exists(path) else None
 
 
-def _figure(name: str, draw: Callable[[str], bool]) -> str | None:
+def _refreshed_figure(name: str, draw: Callable[[str], None]) -> str | None:
     """benchmarks/figures/`name`, redrawn by `draw(path)` when the recorded runs it needs are
-    in runs/ (it returns whether it drew), else the figure drawn when they were recorded: runs/
+    in runs/ (else `draw` leaves it alone), or the figure drawn when they were recorded: runs/
     is not committed, and a fresh checkout rewriting BENCHMARKS.md keeps its figures. None if
     there is no figure."""
     figure = os.path.join("benchmarks", "figures", name)
@@ -261,12 +279,18 @@ def _figure(name: str, draw: Callable[[str], bool]) -> str | None:
     return figure if os.path.exists(os.path.join(REPO, figure)) else None
 
 
-def _copy_if_present(source: str) -> Callable[[str], bool]:
-    def draw(path: str) -> bool:
+def _copy_if_present(source: str) -> Callable[[str], None]:
+    """A `draw` for `_refreshed_figure` that copies a figure a run drew, when it is there."""
+    def draw(path: str) -> None:
         if os.path.exists(source):
             shutil.copyfile(source, path)
-        return os.path.exists(source)
     return draw
+
+
+def _beyond_spread(a: tuple[float, float], b: tuple[float, float], seeds: int = 3) -> bool:
+    """Whether two (mean, sd) summaries differ by more than the larger spread: a claim this
+    project makes only with three seeds or more on each side (`seeds`: the fewer side's)."""
+    return seeds >= 3 and abs(a[0] - b[0]) > max(a[1], b[1])
 
 
 def _fmt(value) -> str:
@@ -415,7 +439,7 @@ def table10(dataset: str) -> str | None:
             ahead = by_source["di_ahead_of_ci_beyond_spread"]
             findings.append(f"{eps}: {'yes' if ahead else 'no'}")
     largest = round(max(results["eps_values"]) * 255)
-    figure = _figure(f"uaps_{dataset}.png", _copy_if_present(os.path.join(
+    figure = _refreshed_figure(f"uaps_{dataset}.png", _copy_if_present(os.path.join(
         REPO, _workdir(entry["command"]), "uap", "figures", f"uaps_eps{largest}.png")))
     return (f"## Table 10 ({dataset}): fooling rates of UAPs, % of test images whose label "
             f"changes\n\n"
@@ -473,7 +497,7 @@ def table7() -> str | None:
             low_beta = summaries["adda_data_impressions"]
             high_beta = _seed_summary([entry["results"]["adapt"]["adda_data_impressions"]
                                        for entry in high])
-            beyond = abs(low_beta[0] - high_beta[0]) > max(low_beta[1], high_beta[1])
+            beyond = _beyond_spread(low_beta, high_beta)
             ablation.append((label, f"{low_beta[0]:.2f} ± {low_beta[1]:.2f}",
                              f"{high_beta[0]:.2f} ± {high_beta[1]:.2f}",
                              "yes" if beyond and low_beta[0] > high_beta[0] else "no"))
@@ -502,7 +526,7 @@ def table7() -> str | None:
                  + report.markdown_table(["direction", "β ∈ {0.01, 0.1}", "β ∈ {0.1, 1.0}",
                                           "lower β better beyond the seeds' spread"], ablation))
     direction = next(iter(entries))
-    figure = _figure(f"fig6_tsne_{direction}.png", _copy_if_present(os.path.join(
+    figure = _refreshed_figure(f"fig6_tsne_{direction}.png", _copy_if_present(os.path.join(
         REPO, _workdir(first["command"]), "adapt", "figures", "tsne.png")))
     if figure is not None:
         text += (f"\n\nFig. 6 ({_DIRECTIONS[direction]}, seed 0): t-SNE of encoder features "
@@ -653,7 +677,7 @@ def bn_methods_tables() -> str | None:
             if entry is None:
                 continue
             cell, stats = _seeds_cell(entry["results"]["distill"])
-            beyond = abs(stats[0] - full_stats[0]) > max(stats[1], full_stats[1])
+            beyond = _beyond_spread(stats, full_stats)
             ablation.append((label, cell, f"{stats[0] - full_stats[0]:+.2f}"
                              + (" (beyond the spread)" if beyond else ""),
                              *_diversity_cells(entry["results"]["distill"].get("diversity")),
@@ -668,9 +692,11 @@ def bn_methods_tables() -> str | None:
     from jaxinv import data
 
     for dataset in _BN_DATASETS:
+        if not any(entries[(method, dataset)] for method in _BN_METHODS):
+            continue
         sections = {label.split(" (")[0]: f"{method}_{dataset}"
                     for method, (_, label) in _BN_METHODS.items()}
-        figure = _figure(f"bn_methods_samples_{dataset}.png", functools.partial(
+        figure = _refreshed_figure(f"bn_methods_samples_{dataset}.png", functools.partial(
             _draw_samples, sections, list(data.class_names(dataset))))
         if figure is not None:
             parts.append(f"Samples of each method from the same {dataset} BN teacher, titled with "
@@ -715,7 +741,9 @@ def spaceshipnet_tables() -> str | None:
              "ResNet-18 on CIFAR-10. \"Distilled afterwards\": a finished run's pool of "
              "optimised images given to the distill task as the other methods' sets are, "
              "three students, no CFE or mSARC: the worth of the images, apart from the "
-             "online student's training."]
+             "online student's training (`python benchmarks/record.py "
+             "spaceshipnet_mnist_pool_kd` copies seed 0's synthesis/ folder into its "
+             "workdir first)."]
     rows = []
     for dataset in _BN_DATASETS:
         if runs[dataset]:
@@ -723,7 +751,7 @@ def spaceshipnet_tables() -> str | None:
             rows.append((dataset, "SpaceshipNet", cell, _spaceship_command(runs[dataset]),
                          runs[dataset][-1]["date"]))
         pool_kd = _load(f"spaceshipnet_{dataset}_pool_kd")
-        if pool_kd is not None:
+        if pool_kd is not None and runs[dataset]:
             rows.append((dataset, "SpaceshipNet's pool (seed 0) distilled afterwards",
                          _seeds_cell(pool_kd["results"]["distill"])[0],
                          f"`{pool_kd['command']}`", pool_kd["date"]))
@@ -743,9 +771,8 @@ def spaceshipnet_tables() -> str | None:
             if not variants[variant]:
                 continue
             cell, stats = _spaceship_cell(variants[variant])
-            # A claim needs three seeds on each side.
-            beyond = (min(len(variants[variant]), len(variants[""])) >= 3
-                      and abs(stats[0] - full[0]) > max(stats[1], full[1]))
+            beyond = _beyond_spread(stats, full,
+                                    min(len(variants[variant]), len(variants[""])))
             cams = [run["results"]["synthesis_student"].get("cam_difference")
                     for run in variants[variant]]
             mae, mse = (("—", "—") if not all(cams) else
@@ -886,7 +913,7 @@ def dfm_tables() -> str | None:
     for origin, label in _DFM_ORIGINS.items():
         if entries[origin] is None:
             continue
-        figure = _figure(f"dfm_chain_{origin}.png", _copy_if_present(os.path.join(
+        figure = _refreshed_figure(f"dfm_chain_{origin}.png", _copy_if_present(os.path.join(
             REPO, _workdir(entries[origin]["command"]), "chain", "figures", "chain.png")))
         if figure is not None:
             parts.append(f"Fig. 2, {label}: real test images, then the first images of "
@@ -903,13 +930,11 @@ def _recorded_transfer_set(section: str):
     return TransferSet.load(path) if path and os.path.exists(path) else None
 
 
-def _draw_samples(sections: dict[str, str], class_names: list[str], path: str) -> bool:
+def _draw_samples(sections: dict[str, str], class_names: list[str], path: str) -> None:
     """Samples of each method's recorded set ({title: section}), when all of them are here."""
     sets = {title: _recorded_transfer_set(section) for title, section in sections.items()}
-    if any(transfer_set is None for transfer_set in sets.values()):
-        return False
-    figures_lib.samples_by_method(sets, class_names, path)
-    return True
+    if all(transfer_set is not None for transfer_set in sets.values()):
+        figures_lib.samples_by_method(sets, class_names, path)
 
 
 def cake_tables() -> str | None:
@@ -954,7 +979,7 @@ def cake_tables() -> str | None:
             continue
         cake_cell, cake_stats = _seeds_cell(cake["results"]["distill"])
         di_cell, di_stats = _seeds_cell(di["results"]["distill"])
-        gap = abs(cake_stats[0] - di_stats[0]) > max(cake_stats[1], di_stats[1])
+        gap = _beyond_spread(cake_stats, di_stats)
         better = "CAKE" if cake_stats[0] > di_stats[0] else "DIs"
         versus.append((dataset, cake["results"]["num_transfer_images"], di_cell, cake_cell,
                        f"{better}, beyond the seeds' spread" if gap else "within the spread",
@@ -974,7 +999,7 @@ def cake_tables() -> str | None:
             if entry is None or variant == "all_parts":
                 continue
             cell, stats = _seeds_cell(entry["results"]["distill"])
-            beyond = abs(stats[0] - full[0]) > max(stats[1], full[1])
+            beyond = _beyond_spread(stats, full)
             ablation.append((label, cell, f"{stats[0] - full[0]:+.2f}"
                              + (" (beyond the spread)" if beyond else ""),
                              f"`{entry['command']}`"))
@@ -1017,7 +1042,7 @@ def cake_tables() -> str | None:
                          ["teacher", "teacher accuracy",
                           *[_CAKE_TYPE_NAMES[t] for t in _CAKE_TYPES]], rows)
                      + f"\n\n![cross-type matrix]({figure})")
-    figure = _figure("cake_samples_mnist.png", functools.partial(
+    figure = main["mnist"] and _refreshed_figure("cake_samples_mnist.png", functools.partial(
         _draw_samples, {"CAKE": "cake_mnist", "Data Impressions": "zskd_mnist"},
         [str(c) for c in range(10)]))
     if figure is not None:

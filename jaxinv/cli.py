@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import difflib
 import os
 import signal
@@ -125,20 +126,32 @@ def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _interrupt_directly() -> None:
-    """Makes Ctrl-C raise KeyboardInterrupt wherever the run is. In place of Python's own
-    handler, `asyncio.run` (jax's array serialization calls it) installs one that only cancels
-    its task, and code that catches the cancellation loses the interrupt; a run once went on
-    to its end after Ctrl-C. A SIGINT ignored on purpose (a background job) stays ignored."""
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-        signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+@contextlib.contextmanager
+def _interrupt_directly():
+    """Within it, Ctrl-C raises KeyboardInterrupt wherever the run is. In place of Python's
+    own handler, `asyncio.run` (jax's array serialization calls it) installs one that only
+    cancels its task, and code that catches the cancellation would swallow the interrupt. A
+    SIGINT ignored on purpose (a background job) stays ignored; the previous handler is back
+    on exit."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    _interrupt_directly()
+    with _interrupt_directly():
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     rest, overrides = _split_overrides(argv)
     args = build_parser().parse_args(rest)
     try:

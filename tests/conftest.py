@@ -1,8 +1,9 @@
 """Shared test set-up: 8 simulated CPU devices, the real data folder, one teacher store.
 
-Every test shares one teacher store (`JAXINV_TEACHER_STORE`) for the session, so end-to-end
-tests of configs whose teacher is `teacher.py:smoke` reuse the one MNIST teacher that the
-`mnist_teacher` fixture trains, instead of each training its own.
+The tests of a test process share one teacher store (`JAXINV_TEACHER_STORE`) for the
+session, so end-to-end tests of configs whose teacher is `teacher.py:smoke` reuse the one
+MNIST teacher that the `mnist_teacher` fixture trains, instead of each training its own. Under
+pytest-xdist (`-n 2`) each worker is such a process, with its own store.
 """
 
 import gc
@@ -40,8 +41,8 @@ def data_dir() -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def _release_compiled_code():
-    """Frees each module's compiled executables when it ends: the whole suite runs in one
-    process, and the jit caches otherwise keep every executable (and the methods and teachers
+    """Frees each module's compiled executables when it ends: a test process runs many
+    modules, and the jit caches otherwise keep every executable (and the methods and teachers
     their static arguments close over) until it exits."""
     yield
     jax.clear_caches()

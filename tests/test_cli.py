@@ -2,6 +2,7 @@
 closest key suggested, one-line errors with exit status 2, bundled configs found from any
 directory, and Ctrl-C answered with how to resume."""
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -133,3 +134,22 @@ def test_ctrl_c_prints_one_line_saying_to_rerun(mnist_teacher, teacher_store, da
     assert len(interrupted) == 1, err
     assert "rerun the same command to resume" in interrupted[0]
     assert str(workdir) in interrupted[0]
+
+
+def test_ctrl_c_inside_asyncio_run_reaches_the_caller_and_the_handler_is_restored():
+    """asyncio.run, left to itself, turns SIGINT into a cancellation that code catching
+    CancelledError swallows (Orbax's checkpointing runs inside asyncio.run)."""
+    async def swallow_the_cancellation():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            pass
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), cli._interrupt_directly():
+            asyncio.run(swallow_the_cancellation())
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)

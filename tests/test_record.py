@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from benchmarks import record
 
 
@@ -10,16 +12,16 @@ def test_a_figure_is_refreshed_from_its_run_and_kept_once_the_run_is_gone(tmp_pa
     monkeypatch.setattr(record, "REPO", str(tmp_path))
     os.makedirs(tmp_path / "benchmarks" / "figures")
     source = tmp_path / "runs" / "x" / "figure.png"
-    assert record._figure("x.png", record._copy_if_present(str(source))) is None
+    assert record._refreshed_figure("x.png", record._copy_if_present(str(source))) is None
 
     os.makedirs(source.parent)
     source.write_bytes(b"drawn by the run")
-    figure = record._figure("x.png", record._copy_if_present(str(source)))
+    figure = record._refreshed_figure("x.png", record._copy_if_present(str(source)))
     assert figure == os.path.join("benchmarks", "figures", "x.png")
     assert (tmp_path / figure).read_bytes() == b"drawn by the run"
 
     source.unlink()  # a fresh checkout: runs/ is not committed
-    assert record._figure("x.png", record._copy_if_present(str(source))) == figure
+    assert record._refreshed_figure("x.png", record._copy_if_present(str(source))) == figure
     assert (tmp_path / figure).read_bytes() == b"drawn by the run"
 
 
@@ -41,3 +43,20 @@ def test_spaceshipnet_ablation_claims_a_difference_only_with_three_seeds_a_side(
     assert "-20.00 (beyond the spread)" in rows["SpaceshipNet without CFE"]
     code = rows["SpaceshipNet with the authors' code's settings"]
     assert "95.00 (1 seed)" in code and "+24.00" in code and "beyond" not in code
+
+
+def test_an_experiment_reusing_a_set_gets_a_copy_of_it_or_says_what_to_record_first(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(record, "REPO", str(tmp_path))
+    section = "spaceshipnet_mnist_pool_kd"
+    command = record.EXPERIMENTS[section][0]
+    with pytest.raises(SystemExit, match="record.py spaceshipnet_mnist_seed0"):
+        record._copy_reused_synthesis(section, command)
+    assert not (tmp_path / "runs").exists()
+
+    source = tmp_path / "runs" / "spaceshipnet_mnist_seed0" / "synthesis"
+    source.mkdir(parents=True)
+    (source / "transfer_set.npz").write_bytes(b"the pool")
+    record._copy_reused_synthesis(section, command)
+    copied = tmp_path / record._workdir(command) / "synthesis" / "transfer_set.npz"
+    assert copied.read_bytes() == b"the pool"

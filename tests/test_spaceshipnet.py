@@ -126,11 +126,11 @@ def test_configs_are_valid_and_share_the_comparisons_budget(arg):
     assert (block.generator_schedule == "restart") == arg.endswith("_code")
 
 
-def test_the_pool_kd_variant_distils_the_same_pool_as_the_other_methods_sets():
+def test_the_pool_kd_variant_synthesises_as_mnist_and_distils_as_deepinversion():
     config = experiment_configs.load_config("spaceshipnet.py:mnist_pool_kd")
     pipeline.check_config(config)
     assert config.task == "distill"
-    # The same synthesis as spaceshipnet.py:mnist, so a copy of its workdir is reused.
+    # The same synthesis as spaceshipnet.py:mnist, so a copy of its synthesis/ is reused.
     assert config.synthesis == experiment_configs.load_config("spaceshipnet.py:mnist").synthesis
     assert config.distill == experiment_configs.load_config("deepinversion.py:mnist").distill
 

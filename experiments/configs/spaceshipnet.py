@@ -12,7 +12,8 @@
   # the authors' code where it departs from the supplement (spaceshipnet.py's docstring):
   jaxinv run spaceshipnet.py:mnist_code --workdir runs/spaceshipnet_mnist_code
   # the pool distilled afterwards, as deepinversion.py and cmi.py distil their sets, instead
-  # of the online student (run in a copy of a finished run's workdir, it reuses its pool):
+  # of the online student (given a copy of a finished run's synthesis/ folder in its workdir,
+  # it reuses that pool; `python benchmarks/record.py spaceshipnet_mnist_pool_kd` does so):
   jaxinv run spaceshipnet.py:mnist_pool_kd --workdir runs/spaceshipnet_mnist_pool_kd
   # the paper's ResNet-34 -> ResNet-18 runs, for an accelerator, and their smoke variants:
   jaxinv run spaceshipnet.py:cifar10_paper --workdir runs/spaceshipnet_cifar10_paper

@@ -156,8 +156,9 @@ def group_gradients(loss_fn: Callable[[Any, Any, dict, jax.Array], jax.Array], *
         of `group_size` examples (leading axis group_size).
       group_size: examples per shared objective.
       micro_batch: examples whose gradients are computed together on one device; a speed and
-        memory knob whose results differ by float rounding only; groups of `micro_batch`
-        examples or more are all computed at once. Defaults to :func:`default_micro_batch`.
+        memory knob whose results differ by float rounding only. Groups of `micro_batch`
+        examples or more are all computed at once, so for them it bounds neither memory nor
+        work per call: the chunk size does. Defaults to :func:`default_micro_batch`.
 
     Returns:
       `fn(teacher_variables, params, inputs, rng) -> (group_losses (n / group_size,), grads)`
