@@ -60,3 +60,22 @@ def test_an_experiment_reusing_a_set_gets_a_copy_of_it_or_says_what_to_record_fi
     record._copy_reused_synthesis(section, command)
     copied = tmp_path / record._workdir(command) / "synthesis" / "transfer_set.npz"
     assert copied.read_bytes() == b"the pool"
+
+
+def test_every_recorded_command_names_a_config_with_the_keys_it_overrides(data_dir,
+                                                                          monkeypatch):
+    """A recording that fails on its first line wastes a queue of runs behind it."""
+    import shlex
+
+    from jaxinv import cli, experiment_configs
+
+    monkeypatch.setenv("JAXINV_DATA_DIR", data_dir)
+    for command, _ in record.EXPERIMENTS.values():
+        words = shlex.split(command)
+        if words[:2] != ["jaxinv", "run"]:
+            continue
+        config = experiment_configs.load_config(words[2])
+        for word in words[3:]:
+            if word.startswith("--config."):
+                key, value = word.removeprefix("--config.").split("=", 1)
+                cli.apply_override(config, key, value)  # raises, naming the key, if it is not
