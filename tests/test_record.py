@@ -1,10 +1,12 @@
 """benchmarks/record.py: BENCHMARKS.md rewritten in a checkout without the recorded runs."""
 
 import os
+import shlex
 
 import pytest
 
 from benchmarks import record
+from jaxinv import cli, experiment_configs
 
 
 def test_a_figure_is_refreshed_from_its_run_and_kept_once_the_run_is_gone(tmp_path,
@@ -65,10 +67,6 @@ def test_an_experiment_reusing_a_set_gets_a_copy_of_it_or_says_what_to_record_fi
 def test_every_recorded_command_names_a_config_with_the_keys_it_overrides(data_dir,
                                                                           monkeypatch):
     """A recording that fails on its first line wastes a queue of runs behind it."""
-    import shlex
-
-    from jaxinv import cli, experiment_configs
-
     monkeypatch.setenv("JAXINV_DATA_DIR", data_dir)
     for command, _ in record.EXPERIMENTS.values():
         words = shlex.split(command)
@@ -78,4 +76,4 @@ def test_every_recorded_command_names_a_config_with_the_keys_it_overrides(data_d
         for word in words[3:]:
             if word.startswith("--config."):
                 key, value = word.removeprefix("--config.").split("=", 1)
-                cli.apply_override(config, key, value)  # raises, naming the key, if it is not
+                cli.apply_override(config, key, value)  # ValueError naming a missing key
