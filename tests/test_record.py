@@ -1,4 +1,5 @@
-"""benchmarks/record.py: BENCHMARKS.md rewritten in a checkout without the recorded runs."""
+"""benchmarks/record.py: figures kept without runs/, the spread rule, reused sets, and the
+recorded commands themselves."""
 
 import os
 import shlex
