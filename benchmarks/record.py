@@ -249,7 +249,11 @@ def _copy_reused_synthesis(section: str, command: str) -> None:
     if not os.path.exists(os.path.join(source, "transfer_set.npz")):
         raise SystemExit(f"{section} distils the set of {source_section}, which is not "
                          f"finished: run `python benchmarks/record.py {source_section}` first.")
-    shutil.copytree(source, target)
+    # Copied under another name first, so that an interrupted copy is never taken for one.
+    partial = f"{target}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial)
+    os.replace(partial, target)
 
 
 def record(section: str, command: str) -> dict:
@@ -1042,9 +1046,10 @@ def cake_tables() -> str | None:
                          ["teacher", "teacher accuracy",
                           *[_CAKE_TYPE_NAMES[t] for t in _CAKE_TYPES]], rows)
                      + f"\n\n![cross-type matrix]({figure})")
-    figure = main["mnist"] and _refreshed_figure("cake_samples_mnist.png", functools.partial(
-        _draw_samples, {"CAKE": "cake_mnist", "Data Impressions": "zskd_mnist"},
-        [str(c) for c in range(10)]))
+    figure = None if main["mnist"] is None else _refreshed_figure(
+        "cake_samples_mnist.png", functools.partial(
+            _draw_samples, {"CAKE": "cake_mnist", "Data Impressions": "zskd_mnist"},
+            [str(c) for c in range(10)]))
     if figure is not None:
         parts.append("CAKE samples (spread over the sample sets, largest step size first) "
                      "next to Data Impressions of the same MNIST teacher, titled with the "
