@@ -1,5 +1,5 @@
 """SpaceshipNet: the generator's decoding, marked stages, a short run on the real BN MNIST
-teacher, the synthesis_student task, configs and bad input."""
+teacher, the synthesis_student task, the drift diagnostic, configs and bad input."""
 
 import os
 
@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks import spaceshipnet_drift
 from jaxinv import cam, data, experiment_configs, models, pipeline, synthesis, train
 from jaxinv.models.spaceship import SpaceshipGenerator
 from jaxinv.synthesis import spaceshipnet
@@ -171,8 +172,8 @@ def test_the_synthesis_student_task_refuses_a_method_that_trains_none():
 
 
 @pytest.mark.slow
-def test_smoke_config_runs_end_to_end(mnist_bn_teacher, teacher_store, session_data_dir,
-                                      monkeypatch, tmp_path):
+def test_smoke_config_runs_end_to_end_and_its_drift_is_measured(
+        mnist_bn_teacher, teacher_store, session_data_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("JAXINV_DATA_DIR", session_data_dir)
     config = experiment_configs.load_config("spaceshipnet.py:smoke")
     # Table E's real-data column: KD on 200 real training images.
@@ -187,6 +188,14 @@ def test_smoke_config_runs_end_to_end(mnist_bn_teacher, teacher_store, session_d
     assert task["real_images_student"]["num_images"] == 200
     assert task["real_images_student"]["test_accuracy"] > 50.0  # chance is 10
     assert os.path.exists(tmp_path / "run" / "synthesis" / synthesis.MODELS_DIR / "student")
+    drift = spaceshipnet_drift.drift(str(tmp_path / "run"))
+    # The generator is the same when the last epoch is pooled as at the end, and nothing comes
+    # after F3 but a convolution: those decodes are the pooled images themselves.
+    assert drift["decodes"]["f3"]["kept_last"] == 100.0
+    assert drift["student_test_accuracy"] == task["student_test_accuracy"]
+    values = [drift["student_agreement"], *drift["pool_agreement"].values(),
+              *(v for level in drift["decodes"].values() for v in level.values())]
+    assert all(0.0 <= v <= 100.0 for v in values)
 
 
 def test_msarc_is_zero_for_a_student_that_is_the_teacher(mnist_bn_teacher):
