@@ -790,7 +790,12 @@ def spaceshipnet_tables() -> str | None:
                      "benchmarks/record.py spaceshipnet_ablation`), with Table C: the "
                      "difference between the teacher's and the student's last-stage class "
                      "activation maps on 2,000 test images, resized to the image and scaled "
-                     "to [0, 255], mean over seeds.\n\n" + report.markdown_table(
+                     "to [0, 255], mean over seeds. Runs of one seed share their generator "
+                     "and pool, since the student does not feed back into the generator; what "
+                     "that generator makes of its early pooled features by the end is in "
+                     "\"SpaceshipNet: what the final generator makes of early pooled "
+                     "features\" (`python benchmarks/spaceshipnet_drift.py --write`).\n\n"
+                     + report.markdown_table(
                          ["variant", "student", "difference", "CAM MAE", "CAM MSE", "command"],
                          ablation))
     rows = []

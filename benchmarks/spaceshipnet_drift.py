@@ -148,8 +148,8 @@ def main(argv=None) -> None:
         "## SpaceshipNet: what the final generator makes of early pooled features",
         "",
         f"Date: {datetime.date.today().isoformat()}, {cpu_model()}. Command: "
-        f"`{command_line('benchmarks/spaceshipnet_drift.py', argv)}`. For each finished run, "
-        "from its final checkpoint. Pool images: how often the teacher gives the images of the "
+        f"`{command_line('benchmarks/spaceshipnet_drift.py', argv)}`. Read from each finished "
+        "run's final checkpoint. Pool images: how often the teacher gives the images of the "
         "first and of the last tenth of the epochs, as rendered when pooled, their balanced "
         "labels. Decodes: the final generator's decodes of the pooled F1 / F2 / F3 (no "
         "exchange); how often the teacher gives a decode the class it gave the pooled image "
