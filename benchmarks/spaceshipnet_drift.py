@@ -159,8 +159,9 @@ def main(argv=None) -> None:
         "in the teacher's most frequent class (10 % when balanced). "
         "Last: how often the final student agrees with the teacher on all decodes. The "
         "student trains on such decodes until the end of the run. The student does not feed "
-        "back into the generator, so runs of one dataset and seed share their generator and "
-        "pool, whatever their student's losses: their columns before the last are the same.",
+        "back into the generator, so the ablations of a dataset and seed share the full "
+        "method's generator and pool (the code's settings do not): only their student columns "
+        "differ.",
         "",
         report.markdown_table(
             ["run", "student test %", "pool images = label %, first / last tenth",
