@@ -876,7 +876,8 @@ def _zskd_gap_finding(dataset: str, means: dict) -> str:
             f"{released_best - released['mean']:.2f} to the released procedure's. The released "
             f"procedure moves the final students by {change:+.2f} points ({verdict}; larger "
             f"sd {spread:.2f}). Its best test evaluation, the code's reported number, is "
-            f"{released_best:.2f}, {paper - released_best:+.2f} from the paper's figure.")
+            f"{released_best:.2f}, {abs(paper - released_best):.2f} "
+            f"{'below' if released_best < paper else 'above'} the paper's figure.")
 
 
 def dfm_tables() -> str | None:

@@ -1,5 +1,5 @@
 """benchmarks/record.py: figures kept without runs/, the spread rule, reused sets, and the
-recorded commands themselves."""
+recorded commands, and the ZSKD gap paragraph."""
 
 import os
 import shlex
@@ -78,3 +78,15 @@ def test_every_recorded_command_names_a_config_with_the_keys_it_overrides(data_d
             if word.startswith("--config."):
                 key, value = word.removeprefix("--config.").split("=", 1)
                 cli.apply_override(config, key, value)  # ValueError naming a missing key
+
+
+def test_the_zskd_gap_paragraph_says_which_side_of_the_paper_a_figure_lies():
+    means = {"protocol": ({"mean": 98.07, "sd": 0.42}, 98.14, 98.77),
+             "released": ({"mean": 84.28, "sd": 2.79}, 84.30, 98.77)}
+    finding = record._zskd_gap_finding("mnist", means)
+    assert "-13.79 points (beyond the spread" in finding
+    assert "84.30, 14.47 below the paper's figure" in finding
+    means["released"] = ({"mean": 98.3, "sd": 0.3}, 99.0, 98.77)
+    finding = record._zskd_gap_finding("mnist", means)
+    assert "0.23 above the paper's figure" in finding
+    assert "within the spread" in finding
