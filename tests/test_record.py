@@ -81,12 +81,22 @@ def test_every_recorded_command_names_a_config_with_the_keys_it_overrides(data_d
 
 
 def test_the_zskd_gap_paragraph_says_which_side_of_the_paper_a_figure_lies():
-    means = {"protocol": ({"mean": 98.07, "sd": 0.42}, 98.14, 98.77),
-             "released": ({"mean": 84.28, "sd": 2.79}, 84.30, 98.77)}
+    def summary(mean, sd, students=3):
+        return {"mean": mean, "sd": sd, "seeds": list(range(students))}
+
+    means = {"protocol": (summary(98.07, 0.42, 5), 98.14, 98.77),
+             "released": (summary(84.28, 2.79), 84.30, 98.77)}
     finding = record._zskd_gap_finding("mnist", means)
     assert "-13.79 points (beyond the spread" in finding
     assert "84.30, 14.47 below the paper's figure" in finding
-    means["released"] = ({"mean": 98.3, "sd": 0.3}, 99.0, 98.77)
+    assert "recipe" not in finding
+    means["released_images"] = (summary(97.0, 0.5), 97.1, 98.77)
+    finding = record._zskd_gap_finding("mnist", means)
+    assert "images give 97.00: the images change our default by -1.07 (beyond" in finding
+    assert "the released recipe changes theirs by -12.72 (beyond" in finding
+    means["released"] = (summary(98.3, 0.3), 99.0, 98.77)
     finding = record._zskd_gap_finding("mnist", means)
     assert "0.23 above the paper's figure" in finding
-    assert "within the spread" in finding
+    assert "+0.23 points (within the spread" in finding
+    means["released"] = (summary(90.0, 0.3, 2), 90.1, 98.77)  # two students make no claim
+    assert "(within the spread" in record._zskd_gap_finding("mnist", means)

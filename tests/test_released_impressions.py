@@ -144,3 +144,17 @@ def test_released_configs_keep_the_codes_shape(dataset, num_examples):
         f"zskd.py:{dataset}_released_paper_steps").synthesis.num_steps == 1500
     assert experiment_configs.load_config(f"zskd.py:{dataset}").synthesis.get(
         "procedure", "paper") == "paper"
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
+def test_released_images_synthesise_as_released_and_distil_as_the_default(dataset):
+    images = experiment_configs.load_config(f"zskd.py:{dataset}_released_images")
+    pipeline.check_config(images)
+    released = experiment_configs.load_config(f"zskd.py:{dataset}_released")
+    default = experiment_configs.load_config(f"zskd.py:{dataset}")
+    # The same synthesis block, so a copy of the _released run's synthesis/ folder is reused.
+    assert images.synthesis.to_dict() == released.synthesis.to_dict()
+    assert images.teacher.to_dict() == released.teacher.to_dict()
+    for key in ("batch_size", "num_steps", "optimizer", "augment", "temperature"):
+        assert images.distill[key] == default.distill[key]
+    assert images.distill.num_seeds == 3

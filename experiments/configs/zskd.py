@@ -11,6 +11,9 @@
   # on the test set every epoch; 500 synthesis steps (the code's 1500: add _paper_steps):
   jaxinv run zskd.py:mnist_released --workdir runs/zskd_mnist_released
   jaxinv run zskd.py:fashion_mnist_released --workdir runs/zskd_fashion_mnist_released
+  # The released procedure's images distilled by our default recipe (three students), from a
+  # copy of a finished _released run's synthesis/ folder in its workdir:
+  jaxinv run zskd.py:mnist_released_images --workdir runs/zskd_mnist_released_images
   # USPS, not in the paper's tables (40 % of its training set, λ = 0):
   jaxinv run zskd.py:usps --workdir runs/zskd_usps
   # Seconds, for tests:
@@ -49,17 +52,21 @@ _RELEASED_EPOCHS = 50
 
 def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     """`arg`: smoke, or mnist / fashion_mnist / usps with optional suffixes: _ci (Class
-    Impressions) or _released (the authors' released procedure and distillation recipe), then
-    _long or _paper_steps (600 or 1500 synthesis steps)."""
+    Impressions), _released (the authors' released procedure and distillation recipe) or
+    _released_images (their procedure, our distillation), then _long or _paper_steps (600 or
+    1500 synthesis steps)."""
     smoke = arg == "smoke"
     budget = next((suffix for suffix in _SYNTHESIS_STEPS if suffix and arg.endswith(suffix)), "")
     variant = arg.removesuffix(budget)
     class_impressions = variant.endswith("_ci")
+    released_images = variant.endswith("_released_images")
     released = variant.endswith("_released")
-    dataset = "mnist" if smoke else variant.removesuffix("_ci").removesuffix("_released")
+    dataset = "mnist" if smoke else (variant.removesuffix("_ci").removesuffix("_released_images")
+                                     .removesuffix("_released"))
     if dataset not in _TEACHER:
         raise ValueError(f"Unknown zskd config {arg!r}; use smoke, or one of {sorted(_TEACHER)} "
-                         "with optional suffixes _ci or _released, then _long or _paper_steps. "
+                         "with optional suffixes _ci, _released or _released_images, then _long "
+                         "or _paper_steps. "
                          "CIFAR-10 has "
                          "zskd_cifar10.py, the digits demo.py; another dataset needs a teacher "
                          "recipe in teacher.py first.")
@@ -103,19 +110,26 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
                      rotate_degrees=0.0 if smoke else 10.0, hflip=False),
         # Students trained on the real training data (Tables 1-3): KD and labels.
         references=() if smoke or class_impressions or budget else ("kd", "ce")))
+    if released or released_images:
+        _use_released_synthesis(config, budget)
     if released:
-        _use_released_procedure(config, budget)
+        _use_released_distillation(config)
+    if released_images:
+        config.distill.update(dict(num_seeds=3, references=()))
     return config
 
 
-def _use_released_procedure(config: ml_collections.ConfigDict, budget: str) -> None:
-    """The released code's synthesis (impressions.released_procedure_method) and its
-    distillation: Adam 1e-3, batch 64, no augmentation, T² · CE at T = 20, three students
-    scored on the test set every epoch (model_training/train.py)."""
+def _use_released_synthesis(config: ml_collections.ConfigDict, budget: str) -> None:
+    """The released code's synthesis (impressions.released_procedure_method)."""
     config.synthesis.update(dict(
         procedure="released", batch_size=100, learning_rate=1e-3, schedule="constant",
         pixel_l2=0.0, init_resolution=None, chunk_size=None, steps_per_call=None,
         checkpoint_every=1, num_steps=_SYNTHESIS_STEPS[budget] if budget else _RELEASED_STEPS))
+
+
+def _use_released_distillation(config: ml_collections.ConfigDict) -> None:
+    """The released code's distillation: Adam 1e-3, batch 64, no augmentation, T² · CE at
+    T = 20, three students scored on the test set every epoch (model_training/train.py)."""
     num_examples = config.synthesis.num_per_class * 10
     epoch = num_examples // 64
     config.distill.update(dict(
