@@ -799,8 +799,8 @@ def spaceshipnet_tables() -> str | None:
                      "activation maps on 2,000 test images, resized to the image and scaled "
                      "to [0, 255], mean over seeds. The ablations of a seed share the full "
                      "method's generator and pool, since the student does not feed back into "
-                     "the generator; what "
-                     "that generator makes of its early pooled features by the end is in "
+                     "the generator; what that generator makes of its early pooled features "
+                     "by the end is in "
                      "\"SpaceshipNet: what the final generator makes of early pooled "
                      "features\" (`python benchmarks/spaceshipnet_drift.py --write`).\n\n"
                      + report.markdown_table(

@@ -66,10 +66,8 @@ def get_config(arg: str = "mnist") -> ml_collections.ConfigDict:
     if dataset not in _TEACHER:
         raise ValueError(f"Unknown zskd config {arg!r}; use smoke, or one of {sorted(_TEACHER)} "
                          "with optional suffixes _ci, _released or _released_images, then _long "
-                         "or _paper_steps. "
-                         "CIFAR-10 has "
-                         "zskd_cifar10.py, the digits demo.py; another dataset needs a teacher "
-                         "recipe in teacher.py first.")
+                         "or _paper_steps. CIFAR-10 has zskd_cifar10.py, the digits demo.py; "
+                         "another dataset needs a teacher recipe in teacher.py first.")
     config = ml_collections.ConfigDict()
     config.dataset = dataset
     # The dataset the settings below were chosen for: running them on another is refused.
