@@ -800,9 +800,9 @@ def spaceshipnet_tables() -> str | None:
                      "to [0, 255], mean over seeds. The ablations of a seed share the full "
                      "method's generator and pool, since the student does not feed back into "
                      "the generator; what that generator makes of its early pooled features "
-                     "by the end is in "
-                     "\"SpaceshipNet: what the final generator makes of early pooled "
-                     "features\" (`python benchmarks/spaceshipnet_drift.py --write`).\n\n"
+                     "by the end is in \"SpaceshipNet: what the final generator makes of "
+                     "early pooled features\" (`python benchmarks/spaceshipnet_drift.py "
+                     "--write`).\n\n"
                      + report.markdown_table(
                          ["variant", "student", "difference", "CAM MAE", "CAM MSE", "command"],
                          ablation))

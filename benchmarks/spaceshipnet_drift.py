@@ -45,16 +45,17 @@ import jax
 import ml_collections
 import numpy as np
 
+from benchmarks import record
 from benchmarks.bench_synthesis import command_line, cpu_model
 from jaxinv import checkpoint, models, pipeline, report, train
 from jaxinv.models.spaceship import LEVELS, SpaceshipGenerator
 from jaxinv.synthesis import spaceshipnet
 
 SECTION = "spaceshipnet_drift"
-DEFAULT_RUNS = tuple(f"runs/spaceshipnet_{name}_seed{seed}"
-                     for name in ("mnist", "mnist_no_cfe", "mnist_no_msarc", "fashion_mnist",
-                                  "cifar10")
-                     for seed in range(3)) + ("runs/spaceshipnet_mnist_code_seed0",)
+# The workdirs of the recorded SpaceshipNet runs, as record.py names them.
+DEFAULT_RUNS = tuple(record._workdir(record.EXPERIMENTS[section][0]) for group in (
+    "spaceshipnet_mnist", "spaceshipnet_ablation", "spaceshipnet_fashion_mnist",
+    "spaceshipnet_cifar10") for section in record.GROUPS[group])
 EVAL_BATCH = 1000
 
 

@@ -1,5 +1,5 @@
-"""benchmarks/record.py: figures kept without runs/, the spread rule, reused sets, and the
-recorded commands, and the ZSKD gap paragraph."""
+"""benchmarks/record.py: figures kept without runs/, the spread rule, reused sets, the
+recorded commands and the ZSKD gap paragraph."""
 
 import os
 import shlex
