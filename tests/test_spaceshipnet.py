@@ -147,6 +147,9 @@ def test_table_e_configs_fix_the_students_steps_and_match_the_real_images(images
     assert block.num_epochs * block.student_steps == 2000
     assert config.synthesis_student.real_images == images
     assert config.synthesis_student.real_distill.num_steps == 2000
+    # The supplement's figures for this size reach results.json (pipeline: same dataset).
+    assert config.paper.dataset == config.dataset
+    assert config.paper.student > config.paper.real_images_student
 
 
 @pytest.mark.parametrize("override, message", [
