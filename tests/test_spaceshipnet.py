@@ -158,6 +158,7 @@ def test_table_e_configs_fix_the_students_steps_and_match_the_real_images(images
     (dict(real_images=10, real_distill=dict(student="no_such_model")), "no_such_model"),
     (dict(real_images=10, real_distill=dict(epochs=3)), "no setting 'epochs'"),
     (dict(real_images=10**6, real_distill=dict()), "holds 60000 images"),
+    (dict(real_images=10, real_distill=dict(batch_size=16)), "batch_size = 16 exceeds the 10"),
 ])
 def test_a_bad_real_data_column_is_refused(override, message, data_dir, monkeypatch):
     monkeypatch.setenv("JAXINV_DATA_DIR", data_dir)

@@ -99,6 +99,9 @@ def _table_e_config(images: str) -> ml_collections.ConfigDict:
                             student_steps=distill_block.num_steps // num_epochs,
                             checkpoint_every=max(1, num_epochs // 10))
     distill_block.references = ()
+    # A batch of at most the real images, split evenly over 8 devices (the tests' and a TPU
+    # host's).
+    distill_block.batch_size = min(distill_block.batch_size, int(images) // 8 * 8)
     student, real_images_student = _TABLE_E_PAPER[int(images)]
     config.paper = {"dataset": "cifar10", "student": student,
                     "real_images_student": real_images_student}

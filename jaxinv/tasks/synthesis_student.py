@@ -55,8 +55,9 @@ def check_config(config: ml_collections.ConfigDict, num_examples: int | None = N
         if "real_distill" not in block:
             raise ValueError("synthesis_student.real_images needs a real_distill block (the "
                              "distill task's settings) to train the real-data student with.")
-        models.get_model(distill.with_defaults(block.real_distill).student,
-                         num_classes=data.num_classes(config.dataset))
+        real_distill = distill.with_defaults(block.real_distill)
+        models.get_model(real_distill.student, num_classes=data.num_classes(config.dataset))
+        train.check_fit_config(real_distill, real_images, "synthesis_student.real_distill.")
         available = len(data.load_dataset(config.dataset, "train").labels)
         if real_images > available:
             raise ValueError(f"synthesis_student.real_images = {real_images}, but the "
