@@ -7,7 +7,7 @@ import shlex
 import pytest
 
 from benchmarks import record
-from jaxinv import cli, experiment_configs
+from jaxinv import cli, experiment_configs, pipeline
 
 
 def test_a_figure_is_refreshed_from_its_run_and_kept_once_the_run_is_gone(tmp_path,
@@ -65,9 +65,10 @@ def test_an_experiment_reusing_a_set_gets_a_copy_of_it_or_says_what_to_record_fi
     assert copied.read_bytes() == b"the pool"
 
 
-def test_every_recorded_command_names_a_config_with_the_keys_it_overrides(data_dir,
-                                                                          monkeypatch):
-    """A recording that fails on its first line wastes a queue of runs behind it."""
+def test_every_recorded_command_names_a_valid_config_with_the_keys_it_overrides(
+        data_dir, monkeypatch):
+    """A recording that fails on its first line, or after its synthesis on a setting
+    `check_config` could have refused, wastes a queue of runs behind it."""
     monkeypatch.setenv("JAXINV_DATA_DIR", data_dir)
     for command, _ in record.EXPERIMENTS.values():
         words = shlex.split(command)
@@ -78,6 +79,7 @@ def test_every_recorded_command_names_a_config_with_the_keys_it_overrides(data_d
             if word.startswith("--config."):
                 key, value = word.removeprefix("--config.").split("=", 1)
                 cli.apply_override(config, key, value)  # ValueError naming a missing key
+        pipeline.check_config(config)
 
 
 def test_the_zskd_gap_paragraph_says_which_side_of_the_paper_a_figure_lies():
