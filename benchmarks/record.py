@@ -726,7 +726,8 @@ def _spaceship_cell(runs: list[dict]) -> tuple[str, tuple[float, float]]:
     mean, sd = _seed_summary(accuracies)
     if len(runs) == 1:
         return f"{mean:.2f} (1 seed)", (mean, sd)
-    return f"{mean:.2f} ± {sd:.2f} ({len(runs)} seeds)", (mean, sd)
+    return (f"{mean:.2f} ± {sd:.2f} ({len(runs)} seeds: "
+            f"{', '.join(f'{a:.2f}' for a in accuracies)})", (mean, sd))
 
 
 def _spaceship_command(runs: list[dict]) -> str:

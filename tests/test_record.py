@@ -44,6 +44,7 @@ def test_spaceshipnet_ablation_claims_a_difference_only_with_three_seeds_a_side(
     rows = {line.split(" | ")[0].strip("| "): line
             for line in record.spaceshipnet_tables().splitlines() if line.startswith("| Space")}
     assert "-20.00 (beyond the spread)" in rows["SpaceshipNet without CFE"]
+    assert "51.00 ± 1.00 (3 seeds: 50.00, 51.00, 52.00)" in rows["SpaceshipNet without CFE"]
     code = rows["SpaceshipNet with the authors' code's settings"]
     assert "95.00 (1 seed)" in code and "+24.00" in code and "beyond" not in code
 
