@@ -136,6 +136,8 @@ _CMI_ABLATIONS = {"no_contrastive": "w/o contrastive loss", "no_generator": "w/o
 _CMI_PAPER = {"adi": 83.04, "cmi": 90.01, "no_contrastive": 85.97, "no_generator": 83.65,
               "no_adv": 87.71}
 _BN_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+# spaceshipnet.py:cifar10_images_<n>: Table E's numbers of optimised images.
+_TABLE_E_IMAGES = (50, 250, 500, 1000, 2500)
 for _dataset in _BN_DATASETS:
     for _method, (_spec, _label) in _BN_METHODS.items():
         EXPERIMENTS[f"{_method}_{_dataset}"] = (
@@ -188,7 +190,7 @@ EXPERIMENTS["spaceshipnet_mnist_pool_kd"] = (
 REUSED_SYNTHESIS = {"spaceshipnet_mnist_pool_kd": "spaceshipnet_mnist_seed0",
                     **{f"zskd_{dataset}_released_images": f"zskd_{dataset}_released"
                        for dataset in _ZSKD_EPOCH_STEPS}}
-for _images in (50, 250, 500, 1000, 2500):
+for _images in _TABLE_E_IMAGES:
     EXPERIMENTS[f"spaceshipnet_cifar10_images_{_images}"] = (
         f"jaxinv run spaceshipnet.py:cifar10_images_{_images} "
         f"--workdir runs/spaceshipnet_cifar10_images_{_images}",
@@ -224,7 +226,7 @@ GROUPS["spaceshipnet_ablation"] = (
     *(f"spaceshipnet_mnist{variant}_seed{seed}" for variant in ("_no_cfe", "_no_msarc")
       for seed in range(3)), "spaceshipnet_mnist_code_seed0")
 GROUPS["spaceshipnet_table_e"] = tuple(f"spaceshipnet_cifar10_images_{images}"
-                                      for images in (50, 250, 500, 1000, 2500))
+                                      for images in _TABLE_E_IMAGES)
 GROUPS["cmi_ablation"] = tuple(f"cmi_mnist_{variant}" for variant in _CMI_ABLATIONS)
 TEACHERS = {"teacher_mnist_plain": "mnist_plain", "teacher_fashion_mnist": "fashion_mnist",
             "teacher_usps": "usps"}
@@ -740,7 +742,7 @@ def spaceshipnet_tables() -> str | None:
     runs = {dataset: _spaceship_runs(dataset) for dataset in _BN_DATASETS}
     variants = {variant: _spaceship_runs(f"mnist{variant}") for variant in _SPACESHIP_VARIANTS}
     table_e = {images: _load(f"spaceshipnet_cifar10_images_{images}")
-               for images in (50, 250, 500, 1000, 2500)}
+               for images in _TABLE_E_IMAGES}
     if not any(runs.values()) and not any(table_e.values()):
         return None
     parts = ["## SpaceshipNet on BatchNorm teachers: the student's test accuracy %",
